@@ -1,0 +1,88 @@
+"""Schema migrations: pgstac's, then the project's own numbered SQL files, then seed data.
+
+Each project migration runs in its own transaction and is recorded in
+``eofusion.schema_migrations``, so running ``eofusion db migrate`` twice changes nothing.
+An advisory lock keeps two processes from migrating at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+
+import psycopg
+
+from catalog import labels as labels_mod
+from catalog.db import connect
+
+_LOCK_KEY = 0x0E0F0510  # any constant shared by all EOFusion processes
+
+
+@dataclass
+class MigrationReport:
+    """What one run of :func:`migrate` did."""
+
+    pgstac_version: str = ""
+    applied: list[str] = field(default_factory=list)
+    labels_added: int = 0
+
+
+def project_migrations() -> list[tuple[str, str]]:
+    """The project's migrations as (name, sql), in order."""
+    folder = resources.files("catalog") / "migrations"
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(p.name, p.read_text()) for p in files]
+
+
+def _pgstac_migrate(url: str) -> str:
+    from pypgstac.db import PgstacDB
+    from pypgstac.migrate import Migrate
+
+    with PgstacDB(dsn=url) as db:
+        return str(Migrate(db).run_migration())
+
+
+def migrate(url: str) -> MigrationReport:
+    """Bring the database at ``url`` to the newest schema.
+
+    Args:
+        url: libpq URL of a database where the user may create extensions.
+
+    Returns:
+        What was applied.
+    """
+    report = MigrationReport()
+    with connect(url, autocommit=True) as lock_conn:
+        lock_conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            report.pgstac_version = _pgstac_migrate(url)
+            with connect(url) as conn:
+                conn.execute("CREATE SCHEMA IF NOT EXISTS eofusion")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS eofusion.schema_migrations "
+                    "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                conn.commit()
+                done = {r[0] for r in conn.execute("SELECT name FROM eofusion.schema_migrations")}
+                for name, sql in project_migrations():
+                    if name in done:
+                        continue
+                    with conn.transaction():
+                        conn.execute(sql)  # type: ignore[arg-type]  # trusted files of the package
+                        conn.execute("INSERT INTO eofusion.schema_migrations (name) VALUES (%s)", (name,))
+                    report.applied.append(name)
+                report.labels_added = labels_mod.seed(conn)
+                conn.commit()
+        finally:
+            lock_conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return report
+
+
+def schema_version(url: str) -> list[str]:
+    """Names of the project migrations applied, oldest first ([] for a blank database)."""
+    with connect(url) as conn:
+        try:
+            rows = conn.execute("SELECT name FROM eofusion.schema_migrations ORDER BY name").fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+    return [r[0] for r in rows]

