@@ -100,3 +100,40 @@ def s2_scene_item(collection_id: str, scene_id: str, cog: Path, crs: CRS, transf
     out = item.to_dict(include_self_link=False, transform_hrefs=False)
     out["links"] = []
     return out
+
+
+def s2_patch_item(collection_id: str, scene_item: dict[str, Any], patch_item_id: str, cog: Path, crs: CRS,
+                  window_transform: Affine, level: int, row: int, col: int, parent_id: str | None,
+                  valid_fraction: float) -> dict[str, Any]:
+    """The STAC item of one grid patch: a window of the scene COG, rendered on demand by ``/tiles``."""
+    shape = (level, level)
+    geom, bbox = footprint(crs, window_transform, shape)
+    sp = scene_item["properties"]
+    times = {k: sp[k] for k in ("datetime", "start_datetime", "end_datetime") if sp.get(k)}
+    props: dict[str, Any] = {
+        KIND: "patch", "eofusion:scene": scene_item["id"], "eofusion:grid_level": level,
+        "eofusion:row": row, "eofusion:col": col, "eofusion:parent": parent_id, "eofusion:sensors": "s2",
+        "eofusion:valid_fraction": round(valid_fraction, 4),
+        "platform": sp.get("platform"), "constellation": sp.get("constellation"), "gsd": sp.get("gsd"),
+        "datetime": times.get("datetime"),
+        **{k: v for k, v in times.items() if k != "datetime"},
+        "proj:epsg": crs.to_epsg(), "proj:transform": list(window_transform)[:6], "proj:shape": list(shape),
+    }
+    native = array_bounds(level, level, window_transform)
+    proj_bbox = [round(v, 3) for v in (native[0], native[1], native[2], native[3])]
+    props["proj:bbox"] = proj_bbox
+    data_asset = dict(scene_item["assets"]["data"])
+    data_asset["title"] = "Scene COG (this patch is the window given by proj:transform and proj:shape)"
+    ql = quicklook_href(collection_id, patch_item_id, "data", bbox=tuple(proj_bbox))
+    ql += f"&coord_crs=epsg:{crs.to_epsg()}&width={level}&height={level}"
+    return {
+        "type": "Feature", "stac_version": "1.0.0",
+        "stac_extensions": list(scene_item.get("stac_extensions", [])),
+        "id": patch_item_id, "collection": collection_id, "geometry": geom, "bbox": bbox,
+        "properties": props,
+        "assets": {"data": data_asset,
+                   "thumbnail": {"href": ql, "type": pystac.MediaType.PNG, "roles": ["thumbnail", "overview"],
+                                 "title": "Quicklook of the patch rendered by /tiles"}},
+        "links": [{"rel": "parent-scene", "href": f"/stac/collections/{collection_id}/items/{scene_item['id']}",
+                   "type": "application/geo+json", "title": "Scene this patch was cut from"}],
+    }

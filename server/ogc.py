@@ -8,15 +8,19 @@ into the data directory first and imports the app afterwards.
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import yaml
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.db import url_parts
+from server.openapi_local import localise
 
 OGC_PREFIX = "/ogc"
 
@@ -121,9 +125,66 @@ def build_ogc_app(public_url: str, database_url: str, work_dir: Path) -> ASGIApp
     # The configuration holds the database password: readable by the owner only.
     cfg_file.touch(mode=0o600, exist_ok=True)
     cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    oas_file.write_text(yaml.safe_dump(get_oas(cfg, fail_on_invalid_collection=False), sort_keys=False))
+    oas = localise(get_oas(cfg, fail_on_invalid_collection=False))
+    oas_file.write_text(yaml.safe_dump(oas, sort_keys=False))
     os.environ["PYGEOAPI_CONFIG"] = str(cfg_file)
     os.environ["PYGEOAPI_OPENAPI"] = str(oas_file)
     name = "pygeoapi.starlette_app"
     module = importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
-    return module.APP  # type: ignore[no-any-return]
+    return ItemsQueryGuard(module.APP, layer_columns(database_url))
+
+
+# Query parameters OGC API - Features (parts 1-3) and pygeoapi understand on /items.
+ITEMS_PARAMETERS = frozenset({
+    "f", "lang", "limit", "offset", "bbox", "bbox-crs", "datetime", "properties", "sortby", "skipGeometry",
+    "crs", "filter", "filter-lang", "filter-crs", "q", "resulttype",
+})
+_ITEMS_PATH = re.compile(r"^/collections/(?P<cid>[^/]+)/items/?$")
+
+
+def layer_columns(database_url: str) -> dict[str, frozenset[str]]:
+    """Property names of each feature layer (usable as ``name=value`` filters)."""
+    from catalog.db import connect
+
+    out: dict[str, frozenset[str]] = {}
+    with connect(database_url) as conn:
+        for lid, _t, _d, view, *_ in FEATURE_LAYERS:
+            rows = conn.execute("SELECT column_name FROM information_schema.columns "
+                                "WHERE table_schema = 'eofusion' AND table_name = %s", (view,)).fetchall()
+            out[lid] = frozenset(r[0] for r in rows)
+    return out
+
+
+class ItemsQueryGuard:
+    """Answer 400 to unknown query parameters on ``/collections/{id}/items``.
+
+    OGC API - Features requires it (an unknown parameter is most often a typo that would
+    otherwise silently return unfiltered data); pygeoapi ignores them.
+    """
+
+    def __init__(self, app: ASGIApp, columns: dict[str, frozenset[str]]) -> None:
+        self.app = app
+        self.columns = columns
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            m = _ITEMS_PATH.match(_sub_path(scope))
+            if m and m.group("cid") in self.columns:
+                names = {k for k, _ in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                                                  keep_blank_values=True)}
+                unknown = sorted(names - ITEMS_PARAMETERS - self.columns[m.group("cid")])
+                if unknown:
+                    body = json.dumps({"code": "InvalidParameterValue",
+                                       "description": f"unknown query parameter(s): {', '.join(unknown)}"}).encode()
+                    await send({"type": "http.response.start", "status": 400,
+                                "headers": [(b"content-type", b"application/json")]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+
+def _sub_path(scope: Scope) -> str:
+    # Inside a Starlette Mount the path still carries the prefix; root_path holds it.
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
