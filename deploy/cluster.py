@@ -8,6 +8,7 @@ the owner, so every later command finds the same server.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -44,6 +45,14 @@ class ClusterInfo:
         return f"postgresql://{quote(self.user)}:{quote(self.password)}@127.0.0.1:{self.port}/{self.database}"
 
 
+def _traversable_by_postgres(path: Path) -> bool:
+    """Whether every existing ancestor of ``path`` lets other users through (o+x)."""
+    for p in [path, *path.parents]:
+        if p.exists() and not (p.stat().st_mode & 0o001):
+            return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -59,11 +68,17 @@ class EmbeddedCluster:
     """A PostgreSQL cluster living in ``root`` (``root/pgdata`` plus ``root/cluster.json``)."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.pgdata = self.root / "pgdata"
-        self.socket_dir = self.root / "run"
+        self.root = Path(root).resolve()
+        server_root = self.root
+        if os.geteuid() == 0 and not _traversable_by_postgres(self.root):
+            # Run as root inside a private home (e.g. /root/...): the postgres user cannot
+            # enter it, so the server files live under /var/lib/eofusion, keyed by this folder.
+            server_root = Path("/var/lib/eofusion") / hashlib.sha1(str(self.root).encode()).hexdigest()[:16]
+        self.server_root = server_root
+        self.pgdata = server_root / "pgdata"
+        self.socket_dir = server_root / "run"
         self.info_file = self.root / "cluster.json"
-        self.log_file = self.root / "postgres.log"
+        self.log_file = server_root / "postgres.log"
 
     # -- who runs the server -------------------------------------------------------------
     def _run_as(self) -> str | None:
@@ -115,6 +130,7 @@ class EmbeddedCluster:
         if not (PG_BIN / "initdb").exists():
             raise ClusterError(f"PostgreSQL {PG_MAJOR} is not installed ({PG_BIN}): run deploy/install-system.sh")
         self.root.mkdir(parents=True, exist_ok=True)
+        self.server_root.mkdir(parents=True, exist_ok=True)
         for d in (self.pgdata, self.socket_dir):
             if d.exists() and d == self.pgdata:
                 shutil.rmtree(d)  # a half-made data dir from an interrupted init

@@ -20,7 +20,7 @@ want=(
   "postgresql-server-dev-${PG_MAJOR}"
   dpkg-dev build-essential
   gdal-bin
-  chromium
+  chromium python3-venv
 )
 if [ -n "${EOFUSION_INSTALL_QGIS:-}" ]; then
   want+=(python3-qgis qgis-providers)

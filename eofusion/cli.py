@@ -200,3 +200,7 @@ def demo(ctx: click.Context, port: int, no_serve: bool) -> None:
     click.echo(f"demo scene {out.collection}/{out.item_id}: {out.patches} patches, COG {out.cog}")
     if not no_serve:
         ctx.invoke(serve, host="127.0.0.1", port=port, public_url=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -54,6 +54,8 @@ class APIKeyMiddleware:
             return
         headers = dict(scope["headers"])
         key = _key_from_headers(headers)
+        if key is None or not self.keys or not any(hmac.compare_digest(key.encode(), k) for k in self.keys):
+            await _drain(receive)  # read the body so the connection stays usable for the client
         if key is None:
             await _deny(send, 401, "Unauthorized",
                         "this request changes data: send an API key in the X-API-Key header "
@@ -63,6 +65,13 @@ class APIKeyMiddleware:
             await _deny(send, 403, "Forbidden", "the API key is not valid for writes on this server")
             return
         await self.app(scope, receive, send)
+
+
+async def _drain(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _deny(send: Send, status: int, code: str, description: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import asyncpg
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,6 +29,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"code": "BadRequest", "description": _describe(exc)}, status_code=400)
+
+    @app.exception_handler(asyncpg.exceptions.RaiseError)
+    @app.exception_handler(asyncpg.exceptions.DataError)
+    async def query_error(request: Request, exc: Exception) -> JSONResponse:
+        # pgstac raises these for queries it cannot run (unknown CQL2 operator, bad value type):
+        # the client's input, not a server fault.
+        return JSONResponse({"code": "BadRequest", "description": f"invalid query: {exc}"}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One command for a fresh Debian/Ubuntu machine:
+#   deploy/setup.sh demo   install everything, load the bundled demo scene, serve it on :8000
+#   deploy/setup.sh test   install everything (plus the GIS clients the tests drive), run the tests
+# Every step is idempotent: a second run only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-}"
+case "$mode" in demo|test) ;; *) echo "usage: $0 demo|test" >&2; exit 2;; esac
+
+log() { printf '[setup] %s\n' "$*"; }
+
+# 1. System packages: PostgreSQL 15 + PostGIS 3 + pgvector 0.8, GDAL tools, Chromium (and QGIS for tests).
+if [ "$mode" = test ]; then export EOFUSION_INSTALL_QGIS=1; fi
+bash deploy/install-system.sh
+
+# 2. Python 3.11 environment with pinned dependencies (torch from the local CPU wheel).
+PY="${PYTHON:-$(command -v python3.11 || true)}"
+[ -n "$PY" ] || { echo "Python 3.11 is required (python3.11 not found)" >&2; exit 1; }
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.eofusion-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  log "installing Python dependencies (a few minutes the first time)"
+  .venv/bin/pip install -q --disable-pip-version-check -U pip wheel setuptools
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  touch "$stamp"
+fi
+
+if [ "$mode" = demo ]; then
+  exec .venv/bin/eofusion demo --port "${EOFUSION_PORT:-8000}"
+fi
+
+# 3. The OGC API Features test suite lives in its own environment: its pins clash with ours.
+if [ ! -x .venv-ogctests/bin/python ] || ! .venv-ogctests/bin/python -c 'import ogctests' 2>/dev/null; then
+  log "installing the ogctests suite into .venv-ogctests"
+  "$PY" -m venv .venv-ogctests
+  .venv-ogctests/bin/pip install -q --disable-pip-version-check ogctests==0.1.15
+fi
+
+log "running the tests"
+set +e
+.venv/bin/python -m pytest "${@:2}"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi
+exit "$rc"

