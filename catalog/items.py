@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pystac
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.projection import ProjectionExtension
-from pystac.extensions.raster import RasterBand, RasterExtension
+from pystac.extensions.raster import DataType, RasterBand, RasterExtension
 from rasterio.crs import CRS
 from rasterio.transform import Affine, array_bounds
 from rasterio.warp import transform_bounds, transform_geom
@@ -50,6 +50,14 @@ def collection(collection_id: str, description: str, bbox: list[float], start: d
     return out
 
 
+SCENES_PREFIX = "/scenes"
+
+
+def scene_href(collection_id: str, cog: Path) -> str:
+    """The server-relative URL of a scene COG (served with HTTP range requests under /scenes)."""
+    return f"{SCENES_PREFIX}/{collection_id}/{cog.name}"
+
+
 def quicklook_href(collection_id: str, item_id: str, asset: str, rescale: str = "0,3000",
                    bidx: tuple[int, ...] = (3, 2, 1), bbox: tuple[float, ...] | None = None) -> str:
     """A ``/tiles`` URL (relative to the server root) that renders the item on demand."""
@@ -78,14 +86,14 @@ def s2_scene_item(collection_id: str, scene_id: str, cog: Path, crs: CRS, transf
                        start_datetime=start if end else None, end_datetime=end, properties=props,
                        collection=collection_id)
     names = list(S2_BAND_INFO)
-    asset = pystac.Asset(href=str(cog), media_type=pystac.MediaType.COG, roles=["data"],
+    asset = pystac.Asset(href=scene_href(collection_id, cog), media_type=pystac.MediaType.COG, roles=["data"],
                          title="Sentinel-2 10 m bands (B02, B03, B04, B08), digital numbers")
     item.add_asset("data", asset)
     eo = EOExtension.ext(asset, add_if_missing=True)
     eo.bands = [Band.create(name=b, common_name=S2_BAND_INFO[b][0], center_wavelength=S2_BAND_INFO[b][1],
                             full_width_half_max=S2_BAND_INFO[b][2]) for b in names]
     raster = RasterExtension.ext(asset, add_if_missing=True)
-    raster.bands = [RasterBand.create(nodata=0, data_type="uint16", spatial_resolution=10, scale=1e-4)
+    raster.bands = [RasterBand.create(nodata=0, data_type=DataType.UINT16, spatial_resolution=10, scale=1e-4)
                     for _ in names]
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     proj.epsg = crs.to_epsg()
@@ -117,7 +125,7 @@ def s2_patch_item(collection_id: str, scene_item: dict[str, Any], patch_item_id:
         "platform": sp.get("platform"), "constellation": sp.get("constellation"), "gsd": sp.get("gsd"),
         "datetime": times.get("datetime"),
         **{k: v for k, v in times.items() if k != "datetime"},
-        "proj:epsg": crs.to_epsg(), "proj:transform": list(window_transform)[:6], "proj:shape": list(shape),
+        "proj:code": f"EPSG:{crs.to_epsg()}", "proj:transform": list(window_transform)[:6], "proj:shape": list(shape),
     }
     native = array_bounds(level, level, window_transform)
     proj_bbox = [round(v, 3) for v in (native[0], native[1], native[2], native[3])]

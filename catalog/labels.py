@@ -52,7 +52,9 @@ def seed(conn: psycopg.Connection) -> int:
             (cls["name"], cls["name"], cls["description"], cls["color"]),
         )
         added += cur.rowcount
-        parent_id = conn.execute("SELECT id FROM eofusion.labels WHERE path = %s", (cls["name"],)).fetchone()[0]
+        row = conn.execute("SELECT id FROM eofusion.labels WHERE path = %s", (cls["name"],)).fetchone()
+        assert row is not None  # inserted just above or before
+        parent_id = row[0]
         for child in cls["children"]:
             cur = conn.execute(
                 "INSERT INTO eofusion.labels (level, parent_id, name, path, corine_codes, color) "
@@ -71,7 +73,8 @@ _SELECT = (
 
 def list_labels(conn: psycopg.Connection, level: int | None = None, parent: str | None = None) -> list[Label]:
     """List labels, level-1 classes first, optionally of one level or under one level-1 class."""
-    where, args = [], []
+    where: list[str] = []
+    args: list[int | str] = []
     if level is not None:
         where.append("l.level = %s")
         args.append(level)

@@ -30,7 +30,7 @@ class MigrationReport:
 def project_migrations() -> list[tuple[str, str]]:
     """The project's migrations as (name, sql), in order."""
     folder = resources.files("catalog") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name, p.read_text()) for p in files]
 
 

@@ -163,6 +163,15 @@ class PgJobManager(BaseManager):
                                      "message": f"{code}: {err}"})
             return "application/json", outputs, JobStatus.failed
 
+    def _execute_handler_async(self, p: BaseProcessor, job_id: str, data_dict: dict[str, Any],
+                               requested_outputs: dict[str, Any] | None = None, subscriber: Any = None,
+                               requested_response: Any = RequestedResponse.raw.value) -> tuple[str, Any, JobStatus]:
+        mimetype, _, status = super()._execute_handler_async(p, job_id, data_dict, requested_outputs, subscriber,
+                                                             requested_response)
+        # OGC API - Processes answers an asynchronous execution with the job's statusInfo.
+        return mimetype, {"jobID": job_id, "processID": p.metadata["id"], "type": "process",
+                          "status": status.value, "message": "Job accepted"}, status
+
     def fail_interrupted(self) -> int:
         """Mark jobs left running by a stopped server as failed; returns how many."""
         with self.pool.connection() as conn:

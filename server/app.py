@@ -18,8 +18,11 @@ from stac_fastapi.pgstac.config import Settings as StacSettings
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.extensions import FreeTextExtension
 from stac_fastapi.pgstac.models.extensions import Extensions
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.db import database_url, url_parts
+from catalog.items import SCENES_PREFIX
 from eofusion import __version__
 from eofusion.config import Settings
 from plugins.base import WRITE_PROCESSES
@@ -28,6 +31,7 @@ from server.auth import APIKeyMiddleware
 from server.errors import BBoxGuard, install_error_handlers
 from server.labels_api import labels_router
 from server.ogc import OGC_PREFIX, build_ogc_app
+from server.stac_client import EOFusionCoreClient
 from server.tiles import tiles_router
 
 STAC_PREFIX = "/stac"
@@ -48,6 +52,19 @@ def postgres_settings(url: str) -> PostgresSettings:
         pguser=p["user"], pgpassword=p["password"], pghost=p["host"], pgport=int(p["port"]),
         pgdatabase=p["dbname"], server_settings=ServerSettings(application_name="eofusion-stac"),
     )
+
+
+class PrefixRootAlias:
+    """Serve ``/ogc`` as ``/ogc/`` instead of redirecting: clients append paths to the URL they were given."""
+
+    def __init__(self, app: ASGIApp, prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.prefixes:
+            scope = dict(scope, path=scope["path"] + "/", raw_path=(scope["path"] + "/").encode())
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAPI:
@@ -82,7 +99,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
         await close_db_connection(app)
 
     extensions = Extensions(settings=stac_settings, search_map={"free_text": FreeTextExtension()})
-    api = instantiate_api(extensions=extensions, lifespan=lifespan, settings=stac_settings)
+    api = instantiate_api(client=EOFusionCoreClient, extensions=extensions, lifespan=lifespan, settings=stac_settings)
     api.client.landing_page_id = "eofusion"  # the client's default comes from the environment
     app = api.app
     app.state.eofusion_settings = settings
@@ -90,9 +107,13 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
 
     install_error_handlers(app)
     app.include_router(tiles_router(settings.data_dir), prefix=TILES_PREFIX)
+    settings.scenes_dir.mkdir(parents=True, exist_ok=True)
+    # Scene COGs for clients that read them directly (GDAL /vsicurl/, QGIS): range requests work.
+    app.mount(SCENES_PREFIX, StaticFiles(directory=settings.scenes_dir), name="scenes")
     app.include_router(labels_router(db_url))
     app.include_router(pages.router)
     app.mount(OGC_PREFIX, build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc"))
+    app.add_middleware(PrefixRootAlias, prefixes=(OGC_PREFIX,))
     app.add_middleware(BBoxGuard)
     app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, write_processes=lambda: WRITE_PROCESSES)
     return app

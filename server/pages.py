@@ -56,7 +56,8 @@ async def healthz(request: Request) -> JSONResponse:
 
     def check() -> dict[str, Any]:
         with connect(url) as conn:
-            pgstac = conn.execute("SELECT pgstac.get_version()").fetchone()[0]
+            row = conn.execute("SELECT pgstac.get_version()").fetchone()
+            pgstac = row[0] if row else None
             vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
             postgis = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'").fetchone()
         return {"status": "ok", "pgstac": pgstac, "pgvector": vector and vector[0], "postgis": postgis and postgis[0]}

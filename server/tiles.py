@@ -6,6 +6,7 @@ any path it is given would disclose every raster on the machine.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,8 @@ import pystac
 from fastapi import APIRouter, HTTPException, Query, Request
 from rio_tiler.io import STACReader
 from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
+
+from catalog.items import SCENES_PREFIX
 
 
 def cog_path_dependency(allowed_root: Path):  # type: ignore[no-untyped-def]
@@ -54,7 +57,14 @@ async def catalog_item(
         found = await conn.fetchval("SELECT pgstac.get_item($1, $2)", item, collection)
     if found is None:
         raise HTTPException(status_code=404, detail=f"no item {item!r} in collection {collection!r}")
-    return found if isinstance(found, dict) else __import__("json").loads(found)
+    doc: dict[str, Any] = found if isinstance(found, dict) else json.loads(found)
+    # Scene COGs are published as /scenes/... URLs; read them from the data directory directly.
+    scenes_dir = request.app.state.eofusion_settings.scenes_dir
+    for asset in doc.get("assets", {}).values():
+        href = asset.get("href", "")
+        if href.startswith(SCENES_PREFIX + "/"):
+            asset["href"] = str(scenes_dir / href[len(SCENES_PREFIX) + 1:])
+    return doc
 
 
 def tiles_router(data_dir: Path) -> APIRouter:

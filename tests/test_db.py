@@ -24,7 +24,7 @@ def test_embedded_cluster_runs_on_loopback(settings: Settings, db_url: str) -> N
     cluster = embedded_cluster(settings)
     assert cluster.running()
     info = cluster.info()
-    assert db_url.startswith(f"postgresql://eofusion:") and f"@127.0.0.1:{info.port}/" in db_url
+    assert db_url.startswith("postgresql://eofusion:") and f"@127.0.0.1:{info.port}/" in db_url
     with connect(db_url) as conn:
         exts = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
         listen = conn.execute("SHOW listen_addresses").fetchone()[0]
