@@ -32,3 +32,35 @@ def upsert_descriptors(conn: psycopg.Connection, collection: str,
                     f"ON CONFLICT (collection, item_id) DO UPDATE SET {kind} = EXCLUDED.{kind}, updated_at = now()",
                     batch)
     return len(rows)
+
+
+def copy_descriptors(conn: psycopg.Connection, collection: str, item_ids: Sequence[str],
+                     vectors: Mapping[str, NDArray[np.floating]]) -> int:
+    """Bulk upsert of many items' descriptors: binary COPY into a temporary table, then one INSERT.
+
+    Args:
+        item_ids: One id per row of every array in ``vectors``.
+        vectors: kind -> (n, dim) array; kinds absent keep their stored values.
+    """
+    kinds = [k for k in KINDS if k in vectors]
+    for kind in vectors:
+        if kind not in KINDS:
+            raise ValueError(f"unknown descriptor kind {kind!r}; known: {', '.join(KINDS)}")
+        if len(vectors[kind]) != len(item_ids):
+            raise ValueError(f"{len(vectors[kind])} {kind} vectors for {len(item_ids)} items")
+    register_vector(conn)
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _descriptors_in (item_id text, fused vector, s1 vector, "
+                 "s2 vector) ON COMMIT DROP")
+    conn.execute("TRUNCATE _descriptors_in")
+    cols = ", ".join(["item_id", *kinds])
+    arrays = [np.asarray(vectors[k], dtype=np.float32) for k in kinds]
+    with conn.cursor().copy(f"COPY _descriptors_in ({cols}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["text", *(["vector"] * len(kinds))])
+        for i, item_id in enumerate(item_ids):
+            copy.write_row([item_id, *(a[i] for a in arrays)])
+    updates = ", ".join(f"{k} = EXCLUDED.{k}" for k in kinds)
+    conn.execute(
+        f"INSERT INTO eofusion.descriptors (collection, item_id, {', '.join(kinds)}) "
+        f"SELECT %s, {cols} FROM _descriptors_in "
+        f"ON CONFLICT (collection, item_id) DO UPDATE SET {updates}, updated_at = now()", (collection,))
+    return len(item_ids)

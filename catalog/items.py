@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pystac
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from pystac.extensions.sar import FrequencyBand, Polarization, SarExtension
 from rasterio.crs import CRS
 from rasterio.transform import Affine, array_bounds
 from rasterio.warp import transform_bounds, transform_geom
@@ -70,31 +72,69 @@ def quicklook_href(collection_id: str, item_id: str, asset: str, rescale: str = 
     return f"/tiles/stac/bbox/{minx},{miny},{maxx},{maxy}.png?" + urlencode(params)
 
 
-def s2_scene_item(collection_id: str, scene_id: str, cog: Path, crs: CRS, transform: Affine,
-                  shape: tuple[int, int], start: datetime, end: datetime | None,
-                  properties: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The STAC item of a Sentinel-2 scene whose 10 m bands are in one COG.
+@dataclass(frozen=True)
+class SceneAssets:
+    """The aligned COGs of a scene and what they hold."""
+
+    s2_cog: Path | None = None
+    s1_cog: Path | None = None
+    s1_polarisations: tuple[str, ...] = ()
+    s1_datetime: datetime | None = None
+    s1_source_scale: str | None = None
+
+
+def _add_s2_asset(item: pystac.Item, collection_id: str, cog: Path) -> None:
+    asset = pystac.Asset(href=scene_href(collection_id, cog), media_type=pystac.MediaType.COG, roles=["data"],
+                         title="Sentinel-2 10 m bands (B02, B03, B04, B08), digital numbers")
+    item.add_asset("s2", asset)
+    names = list(S2_BAND_INFO)
+    EOExtension.ext(asset, add_if_missing=True).bands = [
+        Band.create(name=b, common_name=S2_BAND_INFO[b][0], center_wavelength=S2_BAND_INFO[b][1],
+                    full_width_half_max=S2_BAND_INFO[b][2]) for b in names]
+    RasterExtension.ext(asset, add_if_missing=True).bands = [
+        RasterBand.create(nodata=0, data_type=DataType.UINT16, spatial_resolution=10, scale=1e-4) for _ in names]
+
+
+def _add_s1_asset(item: pystac.Item, collection_id: str, cog: Path, pols: tuple[str, ...]) -> None:
+    asset = pystac.Asset(href=scene_href(collection_id, cog), media_type=pystac.MediaType.COG, roles=["data"],
+                         title=f"Sentinel-1 GRD backscatter ({', '.join(pols)}), linear intensity, "
+                               "co-registered onto the Sentinel-2 grid")
+    item.add_asset("s1", asset)
+    RasterExtension.ext(asset, add_if_missing=True).bands = [
+        RasterBand.create(nodata=float("nan"), data_type=DataType.FLOAT32, spatial_resolution=10) for _ in pols]
+
+
+def scene_item(collection_id: str, scene_id: str, crs: CRS, transform: Affine, shape: tuple[int, int],
+               start: datetime, end: datetime | None, assets: SceneAssets,
+               properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The STAC item of a scene: S2 and/or S1 on one grid, each in one COG.
 
     Args:
         start: Acquisition time, or the start of the interval when only that is known.
         end: End of the interval (None for a single acquisition time).
     """
     geom, bbox = footprint(crs, transform, shape)
-    props = {KIND: "scene", "platform": "sentinel-2", "constellation": "sentinel-2", "instruments": ["msi"],
-             "gsd": 10, **(properties or {})}
+    sensors = [s for s, cog in (("s1", assets.s1_cog), ("s2", assets.s2_cog)) if cog]
+    props: dict[str, Any] = {KIND: "scene", "eofusion:sensors": "+".join(sensors), "gsd": 10, **(properties or {})}
+    if assets.s2_cog:
+        props.update({"platform": "sentinel-2", "constellation": "sentinel-2", "instruments": ["msi"]})
+    else:
+        props.update({"platform": "sentinel-1", "constellation": "sentinel-1", "instruments": ["c-sar"]})
+    if assets.s1_datetime:
+        props["eofusion:s1_datetime"] = assets.s1_datetime.isoformat()
     item = pystac.Item(id=scene_id, geometry=geom, bbox=bbox, datetime=None if end else start,
                        start_datetime=start if end else None, end_datetime=end, properties=props,
                        collection=collection_id)
-    names = list(S2_BAND_INFO)
-    asset = pystac.Asset(href=scene_href(collection_id, cog), media_type=pystac.MediaType.COG, roles=["data"],
-                         title="Sentinel-2 10 m bands (B02, B03, B04, B08), digital numbers")
-    item.add_asset("data", asset)
-    eo = EOExtension.ext(asset, add_if_missing=True)
-    eo.bands = [Band.create(name=b, common_name=S2_BAND_INFO[b][0], center_wavelength=S2_BAND_INFO[b][1],
-                            full_width_half_max=S2_BAND_INFO[b][2]) for b in names]
-    raster = RasterExtension.ext(asset, add_if_missing=True)
-    raster.bands = [RasterBand.create(nodata=0, data_type=DataType.UINT16, spatial_resolution=10, scale=1e-4)
-                    for _ in names]
+    quicklook = ""
+    if assets.s2_cog:
+        _add_s2_asset(item, collection_id, assets.s2_cog)
+        quicklook = quicklook_href(collection_id, scene_id, "s2")
+    if assets.s1_cog:
+        _add_s1_asset(item, collection_id, assets.s1_cog, assets.s1_polarisations)
+        sar = SarExtension.ext(item, add_if_missing=True)
+        sar.apply(instrument_mode="IW", frequency_band=FrequencyBand.C, center_frequency=5.405,
+                  polarizations=[Polarization(p) for p in assets.s1_polarisations], product_type="GRD")
+        quicklook = quicklook or quicklook_href(collection_id, scene_id, "s1", rescale="0,0.3", bidx=(1,))
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     proj.epsg = crs.to_epsg()
     if proj.epsg is None:
@@ -102,46 +142,49 @@ def s2_scene_item(collection_id: str, scene_id: str, cog: Path, crs: CRS, transf
     proj.transform = list(transform)[:6]
     proj.shape = list(shape)
     proj.bbox = list(array_bounds(shape[0], shape[1], transform))
-    item.add_asset("thumbnail", pystac.Asset(href=quicklook_href(collection_id, scene_id, "data"),
-                                             media_type=pystac.MediaType.PNG, roles=["thumbnail", "overview"],
-                                             title="True-colour preview rendered by /tiles"))
+    item.add_asset("thumbnail", pystac.Asset(href=quicklook, media_type=pystac.MediaType.PNG,
+                                             roles=["thumbnail", "overview"], title="Preview rendered by /tiles"))
     out = item.to_dict(include_self_link=False, transform_hrefs=False)
     out["links"] = []
     return out
 
 
-def s2_patch_item(collection_id: str, scene_item: dict[str, Any], patch_item_id: str, cog: Path, crs: CRS,
-                  window_transform: Affine, level: int, row: int, col: int, parent_id: str | None,
-                  valid_fraction: float) -> dict[str, Any]:
-    """The STAC item of one grid patch: a window of the scene COG, rendered on demand by ``/tiles``."""
+def patch_item(collection_id: str, scene: dict[str, Any], patch_item_id: str, crs: CRS,
+               window_transform: Affine, level: int, row: int, col: int, parent_id: str | None,
+               valid_fraction: float) -> dict[str, Any]:
+    """The STAC item of one grid patch: a window of the scene COGs, rendered on demand by ``/tiles``."""
     shape = (level, level)
     geom, bbox = footprint(crs, window_transform, shape)
-    sp = scene_item["properties"]
-    times = {k: sp[k] for k in ("datetime", "start_datetime", "end_datetime") if sp.get(k)}
-    props: dict[str, Any] = {
-        KIND: "patch", "eofusion:scene": scene_item["id"], "eofusion:grid_level": level,
-        "eofusion:row": row, "eofusion:col": col, "eofusion:parent": parent_id, "eofusion:sensors": "s2",
-        "eofusion:valid_fraction": round(valid_fraction, 4),
-        "platform": sp.get("platform"), "constellation": sp.get("constellation"), "gsd": sp.get("gsd"),
-        "datetime": times.get("datetime"),
-        **{k: v for k, v in times.items() if k != "datetime"},
-        "proj:code": f"EPSG:{crs.to_epsg()}", "proj:transform": list(window_transform)[:6], "proj:shape": list(shape),
-    }
+    sp = scene["properties"]
+    inherited = ("datetime", "start_datetime", "end_datetime", "platform", "constellation", "instruments", "gsd",
+                 "eofusion:sensors", "eofusion:s1_datetime", "sar:instrument_mode", "sar:frequency_band",
+                 "sar:center_frequency", "sar:polarizations", "sar:product_type")
+    props: dict[str, Any] = {k: sp[k] for k in inherited if k in sp}
+    props["datetime"] = sp.get("datetime")
     native = array_bounds(level, level, window_transform)
-    proj_bbox = [round(v, 3) for v in (native[0], native[1], native[2], native[3])]
-    props["proj:bbox"] = proj_bbox
-    data_asset = dict(scene_item["assets"]["data"])
-    data_asset["title"] = "Scene COG (this patch is the window given by proj:transform and proj:shape)"
-    ql = quicklook_href(collection_id, patch_item_id, "data", bbox=tuple(proj_bbox))
+    proj_bbox = [round(v, 3) for v in native]
+    props.update({
+        KIND: "patch", "eofusion:scene": scene["id"], "eofusion:grid_level": level, "eofusion:row": row,
+        "eofusion:col": col, "eofusion:parent": parent_id, "eofusion:valid_fraction": round(valid_fraction, 4),
+        "proj:code": f"EPSG:{crs.to_epsg()}", "proj:transform": list(window_transform)[:6],
+        "proj:shape": list(shape), "proj:bbox": proj_bbox,
+    })
+    assets: dict[str, Any] = {}
+    for key in ("s2", "s1"):
+        if key in scene["assets"]:
+            assets[key] = {**scene["assets"][key],
+                           "title": scene["assets"][key]["title"] + " (this patch: the window of proj:transform)"}
+    if "s2" in assets:
+        ql = quicklook_href(collection_id, patch_item_id, "s2", bbox=tuple(proj_bbox))
+    else:
+        ql = quicklook_href(collection_id, patch_item_id, "s1", rescale="0,0.3", bidx=(1,), bbox=tuple(proj_bbox))
     ql += f"&coord_crs=epsg:{crs.to_epsg()}&width={level}&height={level}"
+    assets["thumbnail"] = {"href": ql, "type": pystac.MediaType.PNG, "roles": ["thumbnail", "overview"],
+                           "title": "Quicklook of the patch rendered by /tiles"}
     return {
-        "type": "Feature", "stac_version": "1.0.0",
-        "stac_extensions": list(scene_item.get("stac_extensions", [])),
-        "id": patch_item_id, "collection": collection_id, "geometry": geom, "bbox": bbox,
-        "properties": props,
-        "assets": {"data": data_asset,
-                   "thumbnail": {"href": ql, "type": pystac.MediaType.PNG, "roles": ["thumbnail", "overview"],
-                                 "title": "Quicklook of the patch rendered by /tiles"}},
-        "links": [{"rel": "parent-scene", "href": f"/stac/collections/{collection_id}/items/{scene_item['id']}",
+        "type": "Feature", "stac_version": "1.0.0", "stac_extensions": list(scene.get("stac_extensions", [])),
+        "id": patch_item_id, "collection": collection_id, "geometry": geom, "bbox": bbox, "properties": props,
+        "assets": assets,
+        "links": [{"rel": "parent-scene", "href": f"/stac/collections/{collection_id}/items/{scene['id']}",
                    "type": "application/geo+json", "title": "Scene this patch was cut from"}],
     }

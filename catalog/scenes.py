@@ -1,33 +1,34 @@
-"""Publishing a Sentinel-2 scene: its COG, its STAC item, its grid patches and their descriptors.
+"""Publishing a scene: COGs, the scene item, its grid patches and their descriptors.
 
-Everything of one scene is written in one transaction, after the COG is in place: a killed
-run leaves either nothing of the scene in the catalogue or all of it.
+The pixels are processed strip by strip by :mod:`eofusion.pipeline.scene` (on dask when a client
+is given). Everything of one scene reaches the catalogue in one transaction, after the COGs are in
+place: a run killed at any point leaves either nothing of the scene or all of it, and a rerun
+upserts the same ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from catalog import items as stac_items
 from catalog.db import connect
-from catalog.descriptors import upsert_descriptors
+from catalog.descriptors import copy_descriptors
 from catalog.load import upsert_collection, upsert_items
-from eofusion.features.spectral import SpectralConfig, SpectralDescriptor, s2_dn_to_reflectance
-from eofusion.grid import cut_grid, patch_id
-from eofusion.io.cog import write_cog
+from eofusion.grid import patch_id
+from eofusion.pipeline.scene import SceneInputs, SceneResult, assemble_cog, default_work_dir, prepare, run_scene
 from eofusion.readers.errors import InputDataError
-from eofusion.readers.sentinel2 import S2_10M_BANDS, read_s2_scene
+from eofusion.readers.naming import acquisition_time
+from eofusion.readers.sentinel2 import S2_10M_BANDS
 
 DEFAULT_LEVELS: tuple[int, ...] = (480, 240, 120)
-#: The spectral descriptor of the four 10 m bands (blue, green, red, NIR) with NDVI/NDWI.
-S2_10M_SPECTRAL = SpectralDescriptor(SpectralConfig(n_bands=4, green=1, red=2, nir=3))
 
 
 @dataclass
@@ -36,49 +37,75 @@ class PublishedScene:
 
     collection: str
     item_id: str
-    cog: Path
+    cog: Path  # the S2 COG, or the S1 COG of an S1-only scene
     patches: int
+    s1_cog: Path | None = None
 
 
-def publish_s2_scene(database_url: str, s2_path: Path, collection_id: str, scenes_dir: Path,
-                     start: datetime, end: datetime | None = None, scene_id: str | None = None,
-                     description: str = "Sentinel-2 scenes", levels: Sequence[int] = DEFAULT_LEVELS,
-                     radiometric_offset: int = 0) -> PublishedScene:
-    """Write the scene's 10 m bands as a COG, and publish the scene item, its patches and descriptors.
+def _times(s2: Path | None, s1: Path | None, start: datetime | None, end: datetime | None,
+           ) -> tuple[datetime, datetime | None, datetime | None]:
+    s1_time = acquisition_time(Path(s1).name) if s1 else None
+    if start is None:
+        named = acquisition_time(Path(s2).name) if s2 else s1_time
+        if named is None:
+            raise InputDataError(s2 or s1 or "-", "no acquisition time in the product name: give --datetime")
+        start = named
+    return start, end, s1_time
+
+
+def publish_scene(database_url: str, collection_id: str, scenes_dir: Path, *, s2: Path | None = None,
+                  s1: Path | None = None, start: datetime | None = None, end: datetime | None = None,
+                  scene_id: str | None = None, levels: Sequence[int] = DEFAULT_LEVELS, s1_scale: str = "auto",
+                  s2_offset: int = 0, description: str = "Sentinel-1/2 scenes cut into patches",
+                  client: Any = None, progress: Callable[[int, int], None] | None = None,
+                  work_dir: Path | None = None) -> PublishedScene:
+    """Process and publish one scene (S2, S1 or both co-registered on the S2 grid).
 
     Raises:
-        InputDataError: the scene cannot be read, or holds no data.
+        InputDataError: bad input, named with its file and problem; nothing in the catalogue changes.
     """
-    scene = read_s2_scene(s2_path, scene_id)
-    valid = np.any(scene.data != scene.nodata, axis=0)
-    if not valid.any():
-        raise InputDataError(s2_path, "the scene holds no data (every pixel is nodata)")
+    start, end, s1_time = _times(s2, s1, start, end)
+    inputs = prepare(s2, s1, levels, scene_id=scene_id, s1_scale=s1_scale, s2_offset=s2_offset)
+    work = work_dir or default_work_dir(scenes_dir.parent if scenes_dir.parent.exists() else None)
     try:
-        cells = cut_grid(valid, levels)
-    except ValueError as err:
-        raise InputDataError(s2_path, str(err)) from err
-    cog = write_cog(scenes_dir / collection_id / f"{scene.scene_id}.tif", scene.data, scene.crs,
-                    scene.transform, nodata=scene.nodata, band_names=S2_10M_BANDS)
-    scene_item = stac_items.s2_scene_item(collection_id, scene.scene_id, cog, scene.crs, scene.transform,
-                                          scene.shape, start, end)
-    patch_items, vectors = [], []
-    for level in sorted({c.level for c in cells}, reverse=True):
-        of_level = [c for c in cells if c.level == level]
-        stack = np.stack([scene.data[:, c.row * level:(c.row + 1) * level, c.col * level:(c.col + 1) * level]
-                          for c in of_level])
-        descriptors = S2_10M_SPECTRAL.batch(s2_dn_to_reflectance(stack, offset=radiometric_offset,
-                                                                 nodata=scene.nodata))
-        for cell, vec in zip(of_level, descriptors, strict=True):
-            pid = patch_id(scene.scene_id, cell.level, cell.row, cell.col)
-            parent = patch_id(scene.scene_id, *cell.parent) if cell.parent else None
-            wt = window_transform(Window(cell.col * level, cell.row * level, level, level), scene.transform)
-            patch_items.append(stac_items.s2_patch_item(collection_id, scene_item, pid, cog, scene.crs, wt, level,
-                                                        cell.row, cell.col, parent, cell.valid_fraction))
-            vectors.append((pid, vec))
-    scene_item["properties"]["eofusion:patches"] = len(patch_items)
-    coll = stac_items.collection(collection_id, description, scene_item["bbox"], start, end)
+        result = run_scene(inputs, work, client=client, progress=progress)
+        target = scenes_dir / collection_id
+        s2_cog = (assemble_cog(result.s2_strips, inputs.grid, target / f"{inputs.scene_id}_s2.tif", S2_10M_BANDS)
+                  if result.s2_strips else None)
+        s1_cog = (assemble_cog(result.s1_strips, inputs.grid, target / f"{inputs.scene_id}_s1.tif",
+                               tuple(inputs.s1_files or ())) if result.s1_strips else None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    assets = stac_items.SceneAssets(s2_cog, s1_cog, tuple(inputs.s1_files or ()), s1_time,
+                                    inputs.s1_scale if inputs.s1_files else None)
+    items, ids = _items(collection_id, inputs, result, start, end, assets)
+    coll = stac_items.collection(collection_id, description, items[0]["bbox"], start, end)
     with connect(database_url) as conn, conn.transaction():
         upsert_collection(conn, coll)
-        upsert_items(conn, [scene_item, *patch_items])
-        upsert_descriptors(conn, collection_id, [(pid, {"s2": vec}) for pid, vec in vectors])
-    return PublishedScene(collection_id, scene.scene_id, cog, len(patch_items))
+        upsert_items(conn, items)
+        copy_descriptors(conn, collection_id, ids, result.vectors)
+    main = s2_cog or s1_cog
+    assert main is not None
+    return PublishedScene(collection_id, inputs.scene_id, main, len(ids), s1_cog)
+
+
+def _items(collection_id: str, inputs: SceneInputs, result: SceneResult, start: datetime, end: datetime | None,
+           assets: stac_items.SceneAssets) -> tuple[list[dict[str, Any]], list[str]]:
+    g = inputs.grid
+    scene = stac_items.scene_item(collection_id, inputs.scene_id, g.crs, g.transform, (g.height, g.width),
+                                  start, end, assets, {"eofusion:patches": len(result.cells),
+                                                       "eofusion:grid_levels": list(inputs.levels)})
+    present = {(lv, r, c) for lv, r, c, _ in result.cells}
+    patches, ids = [], []
+    for level, row, col, frac in result.cells:
+        pid = patch_id(inputs.scene_id, level, row, col)
+        parent = None
+        coarser = [lv for lv in inputs.levels if lv > level]
+        if coarser:
+            up = min(coarser)
+            key = (up, row * level // up, col * level // up)
+            parent = patch_id(inputs.scene_id, *key) if key in present else None
+        wt = window_transform(Window(col * level, row * level, level, level), g.transform)
+        patches.append(stac_items.patch_item(collection_id, scene, pid, g.crs, wt, level, row, col, parent, frac))
+        ids.append(pid)
+    return [scene, *patches], ids

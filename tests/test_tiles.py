@@ -73,9 +73,9 @@ def test_preview_and_web_mercator_tile_carry_the_scene(client: httpx.Client, loa
 
 def test_stac_item_endpoints(client: httpx.Client) -> None:
     query = {"collection": DEMO_COLLECTION, "item": SCENE_ID}
-    assert client.get("/tiles/stac/assets", params=query).json() == ["data"]
-    info = client.get("/tiles/stac/info", params={**query, "assets": "data"}).json()
-    assert [d for _, d in info["data"]["band_descriptions"]] == ["B02", "B03", "B04", "B08"]
+    assert client.get("/tiles/stac/assets", params=query).json() == ["s2"]
+    info = client.get("/tiles/stac/info", params={**query, "assets": "s2"}).json()
+    assert [d for _, d in info["s2"]["band_descriptions"]] == ["B02", "B03", "B04", "B08"]
     r = client.get("/tiles/stac/info", params={"collection": DEMO_COLLECTION, "item": "nope"})
     assert r.status_code == 404 and "nope" in r.json()["description"]
 
@@ -89,7 +89,7 @@ def test_only_files_of_the_installation_are_served(client: httpx.Client, loaded:
 
 def test_scene_cog_is_served_for_range_reads(client: httpx.Client, server, loaded: dict) -> None:
     item = client.get(f"/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}").json()
-    href = item["assets"]["data"]["href"]
+    href = item["assets"]["s2"]["href"]
     assert href.startswith("/scenes/")
     window = Window(100, 200, 50, 40)
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):

@@ -1,0 +1,1 @@
+"""Scene processing pipelines: reading, co-registration, grids and descriptors, window by window."""
