@@ -148,7 +148,7 @@ def main() -> None:
         urls = {"eofusion": f"http://127.0.0.1:{ports['eofusion']}/stac/search",
                 "plain": f"http://127.0.0.1:{ports['plain']}/search"}
         bodies = queries(args.requests)
-        for name, u in urls.items():  # warm-up: pools, caches, plans
+        for u in urls.values():  # warm-up: pools, caches, plans
             run(u, bodies[:40], args.concurrency)
         lat: dict[str, list[float]] = {k: [] for k in urls}
         rps: dict[str, list[float]] = {k: [] for k in urls}

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pystac
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.projection import ProjectionExtension
-from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+from pystac.extensions.raster import DataType, NoDataStrings, RasterBand, RasterExtension
 from pystac.extensions.sar import FrequencyBand, Polarization, SarExtension
 from rasterio.crs import CRS
 from rasterio.transform import Affine, array_bounds
@@ -101,7 +101,7 @@ def _add_s1_asset(item: pystac.Item, collection_id: str, cog: Path, pols: tuple[
                                "co-registered onto the Sentinel-2 grid")
     item.add_asset("s1", asset)
     RasterExtension.ext(asset, add_if_missing=True).bands = [
-        RasterBand.create(nodata=float("nan"), data_type=DataType.FLOAT32, spatial_resolution=10) for _ in pols]
+        RasterBand.create(nodata=NoDataStrings.NAN, data_type=DataType.FLOAT32, spatial_resolution=10) for _ in pols]
 
 
 def scene_item(collection_id: str, scene_id: str, crs: CRS, transform: Affine, shape: tuple[int, int],

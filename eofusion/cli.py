@@ -189,6 +189,50 @@ def ingest_scene(s2_path: Path | None, s1_path: Path | None, collection: str, wh
                            "cog": str(out.cog), "s1_cog": str(out.s1_cog) if out.s1_cog else None}))
 
 
+@ingest.command("patches")
+@click.argument("archive_format", metavar="FORMAT", type=click.Choice(["bigearthnet", "eurosat"]))
+@click.option("--s2", "s2_root", type=click.Path(path_type=Path), help="BigEarthNet S2 folder / EuroSAT root")
+@click.option("--s1", "s1_root", type=click.Path(path_type=Path), help="BigEarthNet S1 folder")
+@click.option("--collection", required=True, help="Collection to publish into")
+@click.option("--datetime", "when", default=None,
+              help="Acquisition time or START/END for archives whose patches carry none (EuroSAT)")
+@click.option("--batch-size", type=int, default=500, show_default=True)
+def ingest_patches(archive_format: str, s2_root: Path | None, s1_root: Path | None, collection: str,
+                   when: str | None, batch_size: int) -> None:
+    """Publish an already-cut patch archive with its ground truth (BigEarthNet S1/S2, EuroSAT-MS)."""
+    from tqdm import tqdm
+
+    from catalog.archives import publish_archive
+    from catalog.db import database_url
+    from eofusion.readers.archives import read_bigearthnet, read_eurosat
+    from eofusion.readers.errors import InputDataError
+
+    start = end = None
+    if when:
+        start_s, _, end_s = when.partition("/")
+        start, end = _parse_time(start_s), (_parse_time(end_s) if end_s else None)
+    if archive_format == "eurosat":
+        if s2_root is None:
+            raise click.UsageError("EuroSAT needs --s2 ROOT (the folder of class folders)")
+        patches = read_eurosat(s2_root)
+        description = "EuroSAT-MS patches (Helber et al.), class = ground truth"
+    else:
+        patches = read_bigearthnet(s2_root, s1_root)
+        description = "BigEarthNet patches (Sumbul et al.) with CORINE ground truth"
+    s = _settings()
+    bar = tqdm(desc=f"{archive_format} -> {collection}", unit="patch")
+    try:
+        report = publish_archive(database_url(s), collection, s.scenes_dir, patches, description, start, end,
+                                 batch_size=batch_size, progress=lambda n: bar.update(n - bar.n))
+    except InputDataError as err:
+        bar.close()
+        _fail(str(err))
+    bar.close()
+    click.echo(json.dumps({"collection": report.collection, "patches": report.patches,
+                           "with_ground_truth": report.with_ground_truth,
+                           "unmapped_labels": report.unmapped_labels}))
+
+
 # -- serving ------------------------------------------------------------------------------
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
