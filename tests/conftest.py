@@ -75,6 +75,14 @@ def start_server(settings_env: dict[str, str], log: Path) -> Server:
 
 
 @pytest.fixture(scope="session")
+def ben_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The six real BigEarthNet S1/S2 pairs of the bigearthnet-common wheel: (S1 folder, S2 folder)."""
+    from deploy.demo_data import extract_bigearthnet
+
+    return extract_bigearthnet(tmp_path_factory.mktemp("bigearthnet"))
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="eofusion-test-"))
     d.chmod(0o755)  # the cluster may run as the postgres user, which must enter this folder

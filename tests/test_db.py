@@ -80,3 +80,18 @@ def test_user_label_under_level1_and_errors(db_url: str) -> None:
         with pytest.raises(labels.LabelError, match="invalid label name"):
             labels.create_label(conn, "Forest", "a/b")
         conn.rollback()
+
+
+def test_descriptor_columns_are_typed_and_indexed(db_url: str) -> None:
+    from eofusion.pipeline.scene import DESCRIPTOR_DIMS
+
+    with connect(db_url) as conn:
+        types = dict(conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'eofusion.descriptors'::regclass AND attname IN ('fused', 's1', 's2')").fetchall())
+        indexes = {r[0] for r in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'eofusion' AND tablename = 'descriptors'")}
+        with pytest.raises(psycopg.errors.DataException):
+            conn.execute("INSERT INTO eofusion.descriptors (collection, item_id, s2) VALUES ('x', 'y', '[1,2,3]')")
+    assert types == {k: f"vector({d})" for k, d in DESCRIPTOR_DIMS.items()}
+    assert sum("USING hnsw" in i for i in indexes) == 3

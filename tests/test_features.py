@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import tarfile
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -46,24 +44,6 @@ N_PER_CLASS = 8
 # --------------------------------------------------------------------------------------------
 # Data fixtures
 # --------------------------------------------------------------------------------------------
-
-
-def _extract(resource: str, dest: Path) -> Path:
-    with resources.as_file(resources.files("bigearthnet_common") / resource) as tar_path:
-        assert tar_path.is_file(), f"{resource} missing from the bigearthnet-common wheel"
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(dest, filter="data")
-    roots = [p for p in dest.iterdir() if p.is_dir()]
-    assert len(roots) == 1
-    return roots[0]
-
-
-@pytest.fixture(scope="session")
-def ben_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Extract the BigEarthNet S1 and S2 example archives once per session."""
-    s1 = _extract("BigEarthNet-S1-Example.tar.bz2", tmp_path_factory.mktemp("ben_s1"))
-    s2 = _extract("BigEarthNet-S2-Example.tar.bz2", tmp_path_factory.mktemp("ben_s2"))
-    return s1, s2
 
 
 def read_s1_db(patch_dir: Path) -> NDArray[np.float32]:

@@ -84,10 +84,13 @@ class StripResult:
 
 
 def _grid_of(path: Path) -> Grid:
-    with rasterio.open(path) as src:
-        if src.crs is None:
-            raise InputDataError(path, "no coordinate reference system")
-        return Grid(src.crs, src.transform, src.height, src.width)
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise InputDataError(path, "no coordinate reference system")
+            return Grid(src.crs, src.transform, src.height, src.width)
+    except rasterio.errors.RasterioIOError as err:
+        raise InputDataError(path, f"cannot read raster: {err}") from err
 
 
 def prepare(s2: Path | None, s1: Path | None, levels: Sequence[int], scene_id: str | None = None,
