@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
@@ -95,6 +96,10 @@ def _items(collection_id: str, inputs: SceneInputs, result: SceneResult, start: 
     scene = stac_items.scene_item(collection_id, inputs.scene_id, g.crs, g.transform, (g.height, g.width),
                                   start, end, assets, {"eofusion:patches": len(result.cells),
                                                        "eofusion:grid_levels": list(inputs.levels)})
+    # The scene links to a search for its patches (thousands: a link each would bloat the item).
+    query = urlencode({"filter-lang": "cql2-text", "filter": f"\"eofusion:scene\" = '{inputs.scene_id}'"})
+    scene["links"].append({"rel": "related", "type": "application/geo+json", "title": "Patches of this scene",
+                           "href": f"/stac/collections/{collection_id}/items?{query}"})
     present = {(lv, r, c) for lv, r, c, _ in result.cells}
     patches, ids = [], []
     for level, row, col, frac in result.cells:

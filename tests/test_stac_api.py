@@ -57,6 +57,18 @@ def test_search_by_bbox_datetime_and_cql2(stac: Client, loaded: dict) -> None:
     assert [i.id for i in text.items()] == [SCENE_ID]
 
 
+def test_scene_links_its_patches(client: httpx.Client, server: Server, loaded: dict) -> None:
+    scene = client.get(f"/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}").json()
+    link = next(link for link in scene["links"] if link.get("title") == "Patches of this scene")
+    page = client.get(link["href"] + "&limit=1000").json()
+    ids = [f["id"] for f in page["features"]]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)[:4]
+    assert len(ids) == loaded["scene"].patches == scene["properties"]["eofusion:patches"]
+    assert {f["properties"]["eofusion:scene"] for f in page["features"]} == {SCENE_ID}
+    queryables = client.get(f"/stac/collections/{DEMO_COLLECTION}/queryables").json()["properties"]
+    assert queryables["eofusion:grid_level"]["type"] == "integer"
+
+
 def test_search_pages_with_next_links(client: httpx.Client) -> None:
     seen: list[str] = []
     url: str | None = f"/stac/search?collections={DEMO_COLLECTION}&limit=50&filter=eofusion:grid_level=240"
