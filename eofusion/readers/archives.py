@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,7 @@ def _meta_time(meta: dict[str, object], name: str) -> datetime | None:
         value = meta.get(key)
         if isinstance(value, str):
             try:
-                return datetime.fromisoformat(value.replace(" ", "T")).replace(tzinfo=timezone.utc)
+                return datetime.fromisoformat(value.replace(" ", "T")).replace(tzinfo=UTC)
             except ValueError:
                 continue
     return acquisition_time(name)

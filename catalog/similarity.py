@@ -1,0 +1,128 @@
+"""Nearest-neighbour search over patch descriptors, filtered exactly like a STAC item search.
+
+The filters of the search (collections, ids, bbox, intersects, datetime, CQL2) become a SQL WHERE
+clause through pgstac's own ``stac_search_to_where``, so similarity results honour every filter
+the way a plain search would. With a selective filter the filtered rows are ranked exactly; else
+the HNSW index is scanned iteratively (``hnsw.iterative_scan``) until ``limit`` rows pass the
+filter, so a filter that keeps 1% of the archive still returns ``limit`` results.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eofusion.pipeline.scene import DESCRIPTOR_DIMS
+
+#: Below this many rows passing the filter, rank them exactly (fast, and recall is 1).
+EXACT_BELOW = 20_000
+#: Weight of the negative examples in the Rocchio query (positives weigh 1).
+NEGATIVE_WEIGHT = 0.25
+
+
+class SimilarityError(ValueError):
+    """A similarity request that cannot be answered (bad vector, unknown item, no descriptor)."""
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One result: an item and its distance to the query."""
+
+    collection: str
+    item_id: str
+    distance: float
+
+
+def _literal(vec: np.ndarray) -> str:
+    return "[" + ",".join(f"{v:.9g}" for v in vec.tolist()) + "]"
+
+
+async def _missing(conn: Any, collection: str, item_id: str) -> SimilarityError:
+    exists = await conn.fetchval("SELECT 1 FROM pgstac.items WHERE collection = $1 AND id = $2", collection, item_id)
+    what = "has no descriptors" if exists else "does not exist"
+    return SimilarityError(f"item {item_id!r} of collection {collection!r} {what}")
+
+
+async def _item_vector(conn: Any, kind: str, collection: str, item_id: str) -> np.ndarray:
+    row = await conn.fetchrow(f"SELECT {kind}::text AS v FROM eofusion.descriptors WHERE collection = $1 "
+                              "AND item_id = $2", collection, item_id)
+    if row is None:
+        raise await _missing(conn, collection, item_id)
+    if row["v"] is None:
+        raise SimilarityError(f"item {item_id!r} of collection {collection!r} has no {kind!r} descriptor")
+    return np.asarray(json.loads(row["v"]), dtype=np.float64)
+
+
+async def default_kind(conn: Any, collection: str, item_id: str) -> str:
+    """The richest descriptor an item has: fused, else s2, else s1."""
+    row = await conn.fetchrow("SELECT fused IS NOT NULL AS fused, s2 IS NOT NULL AS s2, s1 IS NOT NULL AS s1 "
+                              "FROM eofusion.descriptors WHERE collection = $1 AND item_id = $2", collection, item_id)
+    if row is None:
+        raise await _missing(conn, collection, item_id)
+    return next(k for k in ("fused", "s2", "s1") if row[k])
+
+
+async def query_vector(conn: Any, kind: str, spec: dict[str, Any]) -> np.ndarray:
+    """The query point: an item's descriptor, a raw vector, or the Rocchio point of positives/negatives.
+
+    Raises:
+        SimilarityError: wrong dimension, unknown item, or an item without that descriptor.
+    """
+    dim = DESCRIPTOR_DIMS[kind]
+    if spec.get("vector") is not None:
+        vec = np.asarray(spec["vector"], dtype=np.float64)
+        if vec.ndim != 1 or vec.size != dim:
+            raise SimilarityError(f"a {kind!r} vector has {dim} values, got {vec.size}")
+        if not np.all(np.isfinite(vec)):
+            raise SimilarityError("the vector holds non-finite values")
+        return vec
+    if spec.get("item") is not None:
+        return await _item_vector(conn, kind, spec["collection"], spec["item"])
+    pos = [await _item_vector(conn, kind, r["collection"], r["item"]) for r in spec.get("positive") or []]
+    neg = [await _item_vector(conn, kind, r["collection"], r["item"]) for r in spec.get("negative") or []]
+    if not pos:
+        raise SimilarityError("similar_to needs an item, a vector or at least one positive item")
+    q = np.mean(pos, axis=0)
+    if neg:
+        q = q - NEGATIVE_WEIGHT * np.mean(neg, axis=0)
+    return q
+
+
+async def where_clause(conn: Any, search: dict[str, Any]) -> str:
+    """pgstac's WHERE clause (over ``pgstac.items``) for the filters of a search body."""
+    keys = ("collections", "ids", "bbox", "intersects", "datetime", "filter", "filter-lang", "query")
+    body = {k: v for k, v in search.items() if k in keys and v is not None}
+    where: str = await conn.fetchval("SELECT pgstac.stac_search_to_where($1::text::jsonb)", json.dumps(body))
+    return where or "TRUE"
+
+
+async def nearest(conn: Any, kind: str, query: np.ndarray, where: str, limit: int, offset: int = 0,
+                  exact_below: int = EXACT_BELOW) -> list[Neighbour]:
+    """The ``limit`` items nearest to ``query`` (after ``offset``) among those passing ``where``.
+
+    Args:
+        exact_below: Rank exactly when at most this many rows pass the filter; else use HNSW.
+    """
+    col = f"d.{kind}"
+    # pgstac's clause names items' columns bare (collection, id...): keep it inside its own scope.
+    base = (f"FROM (SELECT collection, id FROM pgstac.items WHERE {where}) i JOIN eofusion.descriptors d "
+            f"ON d.collection = i.collection AND d.item_id = i.id WHERE {col} IS NOT NULL")
+    async with conn.transaction():
+        count = await conn.fetchval(f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {exact_below + 1}) s")
+        if count <= exact_below:
+            # "+ 0" keeps the planner off the index: the filtered rows are ranked exactly.
+            sql = (f"SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
+                   f"ORDER BY ({col} <-> $1::vector) + 0, i.collection, i.id LIMIT $2 OFFSET $3")
+        else:
+            ef = max(40, min(1000, 2 * (limit + offset)))
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            # relaxed_order may return slightly out of order: re-sort the materialised candidates.
+            sql = (f"WITH c AS MATERIALIZED (SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
+                   f"ORDER BY {col} <-> $1::vector LIMIT $2::int + $3::int) "
+                   "SELECT * FROM c ORDER BY dist, collection, id LIMIT $2 OFFSET $3")
+        rows = await conn.fetch(sql, _literal(query), limit, offset)
+    return [Neighbour(r["collection"], r["id"], float(r["dist"])) for r in rows]

@@ -1,0 +1,154 @@
+"""The similarity extension of the STAC API, on real patches (EuroSAT-MS, BigEarthNet, the demo scene)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import numpy as np
+import pytest
+
+from catalog import similarity
+from server.similarity import SIMILARITY_CONFORMANCE
+from tests.conftest import DEMO_COLLECTION, EUROSAT, SCENE_ID
+
+
+def search(client: httpx.Client, body: dict) -> httpx.Response:
+    return client.post("/stac/search", json=body)
+
+
+def test_conformance_is_advertised(client: httpx.Client) -> None:
+    assert SIMILARITY_CONFORMANCE in client.get("/stac/conformance").json()["conformsTo"]
+
+
+@pytest.mark.parametrize("descriptor", ["s2", "fused", "s1"])
+def test_patch_itself_comes_first(client: httpx.Client, archives: dict, descriptor: str) -> None:
+    collection = "ben" if descriptor != "s2" else "eurosat"
+    ids = [f["id"] for f in client.get(f"/stac/collections/{collection}/items", params={"limit": 5}).json()["features"]]
+    for item in ids:
+        r = search(client, {"similar_to": {"collection": collection, "item": item}, "descriptor": descriptor,
+                            "collections": [collection], "limit": 5})
+        assert r.status_code == 200, r.text
+        feats = r.json()["features"]
+        assert feats[0]["id"] == item and feats[0]["properties"]["eofusion:distance"] == pytest.approx(0, abs=1e-6)
+        d = [f["properties"]["eofusion:distance"] for f in feats]
+        assert d == sorted(d)
+
+
+def test_neighbours_share_the_class(client: httpx.Client, archives: dict) -> None:
+    """Real descriptors separate land cover: a SeaLake patch's neighbours are mostly water."""
+    lakes = client.post("/stac/search", json={"collections": ["eurosat"], "limit": 10, "filter-lang": "cql2-json",
+                                              "filter": {"op": "a_contains", "args": [
+                                                  {"property": "eofusion:source_labels"}, ["SeaLake"]]}}).json()
+    hits = 0
+    for f in lakes["features"][:5]:
+        r = search(client, {"similar_to": {"collection": "eurosat", "item": f["id"]}, "collections": ["eurosat"],
+                            "limit": 6}).json()
+        hits += sum("Water Bodies" in g["properties"]["eofusion:ground_truth"] for g in r["features"][1:])
+    assert hits >= 0.7 * 5 * 5
+
+
+def test_results_honour_every_filter(client: httpx.Client, archives: dict, loaded: dict) -> None:
+    ref = {"collection": DEMO_COLLECTION, "item": f"{SCENE_ID}_L120_r0005_c0007"}
+    body = {"similar_to": ref, "collections": [DEMO_COLLECTION, "eurosat"], "limit": 20,
+            "bbox": [-75.7, 37.6, -75.6, 37.7], "datetime": "2016-01-01T00:00:00Z/2016-12-31T00:00:00Z",
+            "filter-lang": "cql2-json", "filter": {"op": "=", "args": [{"property": "eofusion:grid_level"}, 120]}}
+    feats = search(client, body).json()["features"]
+    assert feats
+    for f in feats:
+        assert f["collection"] == DEMO_COLLECTION and f["properties"]["eofusion:grid_level"] == 120
+        w, s, e, n = f["bbox"]
+        assert w <= -75.6 and e >= -75.7 and s <= 37.7 and n >= 37.6
+    # Without the filters the set is larger; with ids only those come back.
+    unfiltered = search(client, {"similar_to": ref, "collections": [DEMO_COLLECTION], "limit": 200}).json()
+    assert len(unfiltered["features"]) > len(feats)
+    some = [f["id"] for f in unfiltered["features"][5:8]]
+    only = search(client, {"similar_to": ref, "ids": some, "limit": 10}).json()["features"]
+    assert sorted(f["id"] for f in only) == sorted(some)
+
+
+def test_paging_returns_each_item_once_in_distance_order(client: httpx.Client, archives: dict) -> None:
+    body = {"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "collections": ["eurosat"], "limit": 25}
+    seen, dists, page = [], [], search(client, body).json()
+    while True:
+        seen += [f["id"] for f in page["features"]]
+        dists += [f["properties"]["eofusion:distance"] for f in page["features"]]
+        nxt = [link for link in page["links"] if link["rel"] == "next"]
+        if not nxt:
+            break
+        page = client.post(nxt[0]["href"], json=nxt[0]["body"]).json()
+    assert len(seen) == len(set(seen)) == archives["eurosat"].patches
+    assert dists == sorted(dists)
+
+
+def test_positive_and_negative_examples(client: httpx.Client, archives: dict) -> None:
+    body = {"similar_to": {"positive": [{"collection": "eurosat", "item": "Forest_1031"},
+                                        {"collection": "eurosat", "item": "Forest_1075"}],
+                           "negative": [{"collection": "eurosat", "item": "SeaLake_1005"}]},
+            "collections": ["eurosat"], "limit": 10}
+    r = search(client, body)
+    assert r.status_code == 200, r.text
+    labels = [f["properties"]["eofusion:source_labels"][0] for f in r.json()["features"]]
+    assert labels.count("SeaLake") == 0 and labels.count("Forest") >= 5
+
+
+def test_get_similar_route(client: httpx.Client, archives: dict) -> None:
+    r = client.get("/stac/collections/eurosat/items/Forest_1031/similar", params={"limit": 4})
+    assert r.status_code == 200, r.text
+    assert [f["id"] for f in r.json()["features"]][0] == "Forest_1031"
+    r = client.get("/stac/collections/eurosat/items/Forest_1031/similar",
+                   params={"limit": 4, "filter": "\"eofusion:grid_level\" = 64", "descriptor": "s2"})
+    assert r.status_code == 200 and len(r.json()["features"]) == 4
+
+
+def test_raw_vector_query(client: httpx.Client, archives: dict) -> None:
+    item = client.get("/stac/collections/eurosat/items/SeaLake_1005/similar", params={"limit": 1}).json()
+    assert item["features"][0]["id"] == "SeaLake_1005"
+    uniform = list(np.full(96, 1 / 96))
+    r = search(client, {"similar_to": {"vector": uniform}, "descriptor": "s2", "collections": ["eurosat"],
+                        "limit": 3})
+    assert r.status_code == 200 and len(r.json()["features"]) == 3
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ({"similar_to": {"vector": [0.5, 0.5]}, "descriptor": "s2"}, "has 96 values, got 2"),
+    ({"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "descriptor": "sift"}, "descriptor"),
+    ({"similar_to": {"collection": DEMO_COLLECTION, "item": SCENE_ID}}, "has no descriptors"),
+    ({"similar_to": {"collection": "eurosat", "item": "nope"}}, "does not exist"),
+    ({"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "descriptor": "s1"}, "no 's1' descriptor"),
+    ({"similar_to": {"vector": [1.0] * 96}}, "give descriptor"),
+    ({"similar_to": {}}, "exactly one of"),
+])
+def test_bad_similarity_input_is_a_400(client: httpx.Client, archives: dict, loaded: dict, body: dict,
+                                       needle: str) -> None:
+    r = search(client, {**body, "limit": 3})
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["description"]
+
+
+def test_hnsw_path_equals_exact_path_and_fills_the_limit_under_a_selective_filter(db_url: str,
+                                                                                  archives: dict) -> None:
+    async def run() -> tuple[list, list, list]:
+        conn = await asyncpg.connect(db_url, server_settings={"search_path": "pgstac,public"})
+        try:
+            q = await similarity.query_vector(conn, "s2", {"collection": "eurosat", "item": "River_1237"})
+            everything = await similarity.where_clause(conn, {"collections": ["eurosat"]})
+            exact = await similarity.nearest(conn, "s2", q, everything, 10, exact_below=10**9)
+            approx = await similarity.nearest(conn, "s2", q, everything, 10, exact_below=0)
+            # A selective filter (the Highway patches only): the HNSW path must still return all of them.
+            narrow = await similarity.where_clause(conn, {"collections": ["eurosat"], "filter-lang": "cql2-json",
+                                                          "filter": {"op": "a_contains", "args": [
+                                                              {"property": "eofusion:source_labels"},
+                                                              ["Highway"]]}})
+            filtered = await similarity.nearest(conn, "s2", q, narrow, 1000, exact_below=0)
+            return exact, approx, filtered
+        finally:
+            await conn.close()
+
+    exact, approx, filtered = asyncio.run(run())
+    assert [n.item_id for n in exact][:3] == [n.item_id for n in approx][:3]
+    recall = len({n.item_id for n in exact} & {n.item_id for n in approx}) / 10
+    assert recall >= 0.9
+    highway = len(list((EUROSAT / "Highway").glob("*.tif")))
+    assert len(filtered) == highway and all(n.item_id.startswith("Highway") for n in filtered)
