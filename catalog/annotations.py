@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import psycopg
 
-from catalog.labels import get_label
+from catalog.labels import PATH_SEP, get_label
+from catalog.load import collection_exists, upsert_collection, upsert_items
 
 
 class AnnotationError(ValueError):
@@ -27,13 +29,34 @@ class NewAnnotation:
     score: float | None = None
 
 
+ANNOTATIONS_COLLECTION = "annotations"
+
+
+def _annotations_collection() -> dict[str, Any]:
+    return {"type": "Collection", "stac_version": "1.0.0", "id": ANNOTATIONS_COLLECTION,
+            "title": "Semantic annotations",
+            "description": "Labels of the catalogue attached to patches, accepted from active-learning sessions, "
+                           "with provenance (session, round, user, score). One item per (patch, label).",
+            "license": "other", "links": [],
+            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}}
+
+
+def annotation_item_id(collection: str, item_id: str, label_id: int) -> str:
+    """Stable id of the annotation item of (patch, label)."""
+    return f"{collection}.{item_id}.L{label_id}"
+
+
 def add_annotations(conn: psycopg.Connection, annotations: list[NewAnnotation]) -> int:
-    """Store annotations (a patch may carry several labels; the same label twice is updated).
+    """Store annotations (a patch may carry several labels; the same label twice is updated), both in
+    ``eofusion.annotations`` and as STAC items of the ``annotations`` collection.
 
     Raises:
         AnnotationError: an unknown label or item; nothing is stored then.
     """
+    items: list[dict[str, Any]] = []
     with conn.transaction():
+        if not collection_exists(conn, ANNOTATIONS_COLLECTION):
+            upsert_collection(conn, _annotations_collection())
         for a in annotations:
             label = get_label(conn, a.label)
             if label is None:
@@ -48,4 +71,30 @@ def add_annotations(conn: psycopg.Connection, annotations: list[NewAnnotation]) 
                  a.collection, a.item_id))
             if cur.rowcount != 1:
                 raise AnnotationError(f"no item {a.item_id!r} in collection {a.collection!r}")
+            items.append(_item(conn, a, label.id, label.path))
+        upsert_items(conn, items)
     return len(annotations)
+
+
+def _item(conn: psycopg.Connection, a: NewAnnotation, label_id: int, path: str) -> dict[str, Any]:
+    row = conn.execute("SELECT ST_AsGeoJSON(geometry)::jsonb, ARRAY[ST_XMin(geometry), ST_YMin(geometry), "
+                       "ST_XMax(geometry), ST_YMax(geometry)], created_at FROM eofusion.annotations "
+                       "WHERE collection = %s AND item_id = %s AND label_id = %s", (a.collection, a.item_id, label_id)
+                       ).fetchone()
+    assert row is not None
+    geometry, bbox, created = row
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [],
+        "id": annotation_item_id(a.collection, a.item_id, label_id), "collection": ANNOTATIONS_COLLECTION,
+        "geometry": geometry, "bbox": [float(v) for v in bbox],
+        "properties": {
+            "datetime": created.isoformat(), "eofusion:kind": "annotation", "eofusion:label": path,
+            "eofusion:label_level1": path.split(PATH_SEP)[0], "eofusion:label_level": 1 + path.count(PATH_SEP),
+            "eofusion:annotated_collection": a.collection, "eofusion:annotated_item": a.item_id,
+            "eofusion:session": str(a.session_id) if a.session_id else None, "eofusion:round": a.round,
+            "eofusion:user": a.user_id, "eofusion:score": a.score,
+        },
+        "assets": {},
+        "links": [{"rel": "source", "type": "application/geo+json", "title": "Annotated patch",
+                   "href": f"/stac/collections/{a.collection}/items/{a.item_id}"}],
+    }

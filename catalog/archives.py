@@ -27,7 +27,7 @@ from catalog.load import upsert_collection, upsert_items
 from eofusion.features.fused import fuse_vectors
 from eofusion.features.spectral import s2_dn_to_reflectance
 from eofusion.io.cog import write_cog
-from eofusion.pipeline.scene import S1_DESCRIPTOR, S2_DESCRIPTOR
+from eofusion.pipeline.scene import S1_DESCRIPTOR, S2_DESCRIPTOR, S2_SPECTRAL
 from eofusion.readers.archives import ArchivePatch
 from eofusion.readers.errors import InputDataError
 from eofusion.readers.sentinel2 import S2_10M_BANDS
@@ -156,8 +156,9 @@ def _describe(batch: list[ArchivePatch]) -> dict[str, tuple[list[int], np.ndarra
     for shape in shapes:
         rows2 = [i for i, p in enumerate(batch) if p.shape == shape and p.s2 is not None]
         rows1 = [i for i, p in enumerate(batch) if p.shape == shape and p.s1 is not None]
-        s2v = S2_DESCRIPTOR.batch(s2_dn_to_reflectance(np.stack([_s2(batch[i]) for i in rows2]), nodata=0)) \
-            if rows2 else None
+        refl = s2_dn_to_reflectance(np.stack([_s2(batch[i]) for i in rows2]), nodata=0) if rows2 else None
+        s2v = S2_DESCRIPTOR.batch(refl) if refl is not None else None
+        spectral = S2_SPECTRAL.batch(refl) if refl is not None else None
         s1v = S1_DESCRIPTOR.batch(np.stack([_s1(batch[i])[:1] for i in rows1])) if rows1 else None
         if s2v is not None:
             out.setdefault("s2", ([], []))[0].extend(rows2)
@@ -166,8 +167,8 @@ def _describe(batch: list[ArchivePatch]) -> dict[str, tuple[list[int], np.ndarra
             out.setdefault("s1", ([], []))[0].extend(rows1)
             out["s1"][1].append(s1v)
         both = sorted(set(rows1) & set(rows2))
-        if both and s1v is not None and s2v is not None:
-            f = fuse_vectors(s1v[[rows1.index(i) for i in both]], s2v[[rows2.index(i) for i in both]])
+        if both and s1v is not None and spectral is not None:
+            f = fuse_vectors(s1v[[rows1.index(i) for i in both]], spectral[[rows2.index(i) for i in both]])
             out.setdefault("fused", ([], []))[0].extend(both)
             out["fused"][1].append(f)
     return {k: (rows, np.concatenate(v)) for k, (rows, v) in out.items()}

@@ -39,6 +39,8 @@ FEATURE_LAYERS: list[tuple[str, str, str, str, str, str | None, list[str]]] = [
 PROCESSES: dict[str, str] = {
     "list-labels": "plugins.labels.ListLabelsProcessor",
     "create-label": "plugins.labels.CreateLabelProcessor",
+    "active-learning-round": "plugins.active.ActiveLearningRoundProcessor",
+    "accept-annotations": "plugins.active.AcceptAnnotationsProcessor",
 }
 
 

@@ -130,16 +130,16 @@ def _pairwise_l1(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.f
 # --------------------------------------------------------------------------------------------
 
 
-def test_default_registry_holds_the_three_descriptors() -> None:
-    assert descriptors.list() == ["fused", "spectral", "wld"]
+def test_default_registry_holds_the_descriptors() -> None:
+    assert descriptors.list() == ["fused", "s2texture", "spectral", "wld"]
     assert isinstance(descriptors.get("wld"), WLDDescriptor)
     assert isinstance(descriptors["spectral"], SpectralDescriptor)
     assert isinstance(descriptors.get("fused"), FusedDescriptor)
-    assert "wld" in descriptors and len(descriptors) == 3
+    assert "wld" in descriptors and len(descriptors) == 4
     dims = {name: descriptors.get(name).dim for name in descriptors}
-    assert dims == {"wld": 64, "spectral": 224, "fused": 288}
+    assert dims == {"wld": 64, "spectral": 224, "fused": 288, "s2texture": 160}
     sensors = {name: descriptors.get(name).sensor for name in descriptors}
-    assert sensors == {"wld": "s1", "spectral": "s2", "fused": "fused"}
+    assert sensors == {"wld": "s1", "spectral": "s2", "fused": "fused", "s2texture": "s2"}
     for name in descriptors:
         meta = descriptors.get(name).metadata()
         assert meta["name"] == name and meta["dim"] == dims[name] and meta["version"]
@@ -154,7 +154,7 @@ def test_registry_rejects_unknown_name_listing_known_ones() -> None:
     for known in ("wld", "spectral", "fused"):
         assert known in message
     # Also a ValueError, for callers validating user input.
-    with pytest.raises(ValueError, match="known descriptors: fused, spectral, wld"):
+    with pytest.raises(ValueError, match="known descriptors: fused, s2texture, spectral, wld"):
         descriptors["hog"]
     assert isinstance(excinfo.value, UnknownDescriptorError)
 
@@ -469,3 +469,20 @@ def test_fuse_vectors_weights() -> None:
         fuse_vectors(np.zeros(2), b)
     with pytest.raises(ValueError):
         fuse_vectors(a, b, s1_weight=1.5)
+
+
+def test_s2_texture_descriptor_is_colour_and_texture(eurosat: dict[str, NDArray[np.float32]]) -> None:
+    """The stored S2 descriptor: NIR texture (64) then the 10 m spectral histogram (96), half weight each."""
+    from eofusion.features import S2TextureDescriptor, descriptors
+
+    d = descriptors.get("s2texture")
+    assert isinstance(d, S2TextureDescriptor) and d.dim == 160
+    patches = np.concatenate([v[:, [1, 2, 3, 7]] for v in eurosat.values()])  # B02 B03 B04 B08
+    vecs = d.batch(patches)
+    assert np.allclose(vecs.sum(axis=1), 1, atol=1e-5)
+    assert np.allclose(vecs[:, :64].sum(axis=1), 0.5, atol=1e-5)
+    # Texture is gain-invariant (ratio-based); the spectral part is not (reflectance bins are fixed).
+    scaled = d.batch(patches * 1.7)
+    # float32 rounding of the scaled pixels may move a handful of the 4096 pixels across a bin edge
+    assert np.abs(scaled[:, :64] - vecs[:, :64]).sum(axis=1).max() < 5e-3
+    assert not np.allclose(scaled[:, 64:], vecs[:, 64:])

@@ -105,19 +105,19 @@ def test_get_similar_route(client: httpx.Client, archives: dict) -> None:
 def test_raw_vector_query(client: httpx.Client, archives: dict) -> None:
     item = client.get("/stac/collections/eurosat/items/SeaLake_1005/similar", params={"limit": 1}).json()
     assert item["features"][0]["id"] == "SeaLake_1005"
-    uniform = list(np.full(96, 1 / 96))
+    uniform = list(np.full(160, 1 / 160))
     r = search(client, {"similar_to": {"vector": uniform}, "descriptor": "s2", "collections": ["eurosat"],
                         "limit": 3})
     assert r.status_code == 200 and len(r.json()["features"]) == 3
 
 
 @pytest.mark.parametrize(("body", "needle"), [
-    ({"similar_to": {"vector": [0.5, 0.5]}, "descriptor": "s2"}, "has 96 values, got 2"),
+    ({"similar_to": {"vector": [0.5, 0.5]}, "descriptor": "s2"}, "has 160 values, got 2"),
     ({"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "descriptor": "sift"}, "descriptor"),
     ({"similar_to": {"collection": DEMO_COLLECTION, "item": SCENE_ID}}, "has no descriptors"),
     ({"similar_to": {"collection": "eurosat", "item": "nope"}}, "does not exist"),
     ({"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "descriptor": "s1"}, "no 's1' descriptor"),
-    ({"similar_to": {"vector": [1.0] * 96}}, "give descriptor"),
+    ({"similar_to": {"vector": [1.0] * 160}}, "give descriptor"),
     ({"similar_to": {}}, "exactly one of"),
 ])
 def test_bad_similarity_input_is_a_400(client: httpx.Client, archives: dict, loaded: dict, body: dict,

@@ -12,6 +12,7 @@ from eofusion.features.base import (
     Vector,
 )
 from eofusion.features.fused import FusedDescriptor, fuse_vectors
+from eofusion.features.s2texture import S2TextureDescriptor
 from eofusion.features.spectral import (
     S2_L2A_BANDS,
     SpectralConfig,
@@ -26,11 +27,13 @@ descriptors = DescriptorRegistry()
 descriptors.register(WLDDescriptor())
 descriptors.register(SpectralDescriptor())
 descriptors.register(FusedDescriptor())
+descriptors.register(S2TextureDescriptor())
 
 __all__ = [
     "S2_L2A_BANDS",
     "Descriptor",
     "DescriptorRegistry",
+    "S2TextureDescriptor",
     "FloatArray",
     "FusedDescriptor",
     "SarScale",

@@ -29,6 +29,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from eofusion.features.fused import fuse_vectors
+from eofusion.features.s2texture import S2TextureDescriptor
 from eofusion.features.spectral import SpectralConfig, SpectralDescriptor, s2_dn_to_reflectance
 from eofusion.features.wld import WLDConfig, WLDDescriptor
 from eofusion.grid import valid_fractions
@@ -36,11 +37,14 @@ from eofusion.readers.errors import InputDataError
 from eofusion.readers.sentinel1 import POLARISATIONS, find_polarisation_files, guess_scale, to_linear_intensity
 from eofusion.readers.sentinel2 import S2_10M_BANDS, find_band_files
 
-#: S2 part: the four 10 m bands (blue, green, red, NIR) with NDVI/NDWI histograms (96-d).
-S2_DESCRIPTOR = SpectralDescriptor(SpectralConfig(n_bands=4, green=1, red=2, nir=3))
+#: The multispectral histogram of the four 10 m bands (blue, green, red, NIR) with NDVI/NDWI (96-d):
+#: the S2 part of the fused descriptor.
+S2_SPECTRAL = SpectralDescriptor(SpectralConfig(n_bands=4, green=1, red=2, nir=3))
+#: The stored S2 descriptor: that histogram plus the WLD texture of NIR (160-d).
+S2_DESCRIPTOR = S2TextureDescriptor()
 #: S1 part: WLD of VV in linear intensity (64-d).
 S1_DESCRIPTOR = WLDDescriptor(WLDConfig(scale="intensity", band=0))
-DESCRIPTOR_DIMS = {"s2": S2_DESCRIPTOR.dim, "s1": S1_DESCRIPTOR.dim, "fused": S2_DESCRIPTOR.dim + S1_DESCRIPTOR.dim}
+DESCRIPTOR_DIMS = {"s2": S2_DESCRIPTOR.dim, "s1": S1_DESCRIPTOR.dim, "fused": S1_DESCRIPTOR.dim + S2_SPECTRAL.dim}
 
 
 @dataclass(frozen=True)
@@ -189,11 +193,13 @@ def process_strip(inputs: SceneInputs, row0: int, work_dir: str) -> StripResult:
         parts: dict[str, NDArray[np.float32]] = {}
         if s2 is not None:
             stack = _cells(s2, level, rr, cc)
-            parts["s2"] = S2_DESCRIPTOR.batch(s2_dn_to_reflectance(stack, offset=inputs.s2_offset, nodata=0))
+            refl = s2_dn_to_reflectance(stack, offset=inputs.s2_offset, nodata=0)
+            parts["s2"] = S2_DESCRIPTOR.batch(refl)
+            spectral = S2_SPECTRAL.batch(refl)
         if s1 is not None:
             parts["s1"] = S1_DESCRIPTOR.batch(_cells(s1[:1], level, rr, cc))
         if "s1" in parts and "s2" in parts:
-            parts["fused"] = fuse_vectors(parts["s1"], parts["s2"])
+            parts["fused"] = fuse_vectors(parts["s1"], spectral)
         for kind, vecs in parts.items():
             per_kind.setdefault(kind, []).append(vecs)
     result.vectors = {k: np.concatenate(v) for k, v in per_kind.items()}

@@ -1,0 +1,288 @@
+"""Active learning as OGC API Processes: rounds of relevance feedback and accepting the result.
+
+Processes validate inputs, call :mod:`catalog.sessions` (storage) and :mod:`eofusion.active`
+(the numpy round), and shape outputs. A pool's descriptor matrix, mapped for the kernel, is
+cached per pool version in this process, so a round reads no descriptors from SQL once warm.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from catalog import sessions as store
+from catalog.annotations import AnnotationError, NewAnnotation, add_annotations
+from catalog.labels import get_label
+from eofusion.active import PreparedPool, RoundConfig, prepare_pool, restrict_fine_pool, run_round, score_pool
+from plugins.base import EOFusionProcessor, InputError, require, writes_data
+
+_FEEDBACK_SCHEMA = {"type": "array", "items": {"type": "object", "required": ["item", "positive"], "properties": {
+    "item": {"type": "string"}, "positive": {"type": "boolean"}}}}
+_PATCH = {"type": "object", "properties": {"collection": {"type": "string"}, "item": {"type": "string"},
+                                           "score": {"type": "number"}, "quicklook": {"type": "string"}}}
+
+
+@dataclass
+class Pool:
+    """A pool ready for rounds: ids, kernel-mapped descriptors, parent cells."""
+
+    ids: list[str]
+    index: dict[str, int]
+    prepared: PreparedPool
+    parents: NDArray[np.str_]  # "" for cells of the coarsest level
+
+
+class PoolCache:
+    """A few prepared pools, keyed by (database, collection, descriptor, level, pool version)."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._pools: OrderedDict[tuple[Any, ...], Pool] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, conn: Any, url: str, pool: str, descriptor: str, level: int | None, config: RoundConfig) -> Pool:
+        key = (url, pool, descriptor, level, config.kernel, store.pool_version(conn, pool, descriptor))
+        with self._lock:
+            if key in self._pools:
+                self._pools.move_to_end(key)
+                return self._pools[key]
+        ids, matrix, parents = store.pool_descriptors(conn, pool, descriptor, level)
+        if not ids:
+            where = f" at level {level}" if level else ""
+            raise InputError(f"pool {pool!r} has no {descriptor!r} descriptors{where}")
+        entry = Pool(ids, {i: n for n, i in enumerate(ids)}, prepare_pool(matrix, config),
+                     np.asarray([p or "" for p in parents], dtype=str))
+        with self._lock:
+            self._pools[key] = entry
+            while len(self._pools) > self.size:
+                self._pools.popitem(last=False)
+        return entry
+
+
+POOLS = PoolCache()
+
+ROUND_METADATA: dict[str, Any] = {
+    "version": "0.1.0", "id": "active-learning-round",
+    "title": {"en": "Active-learning round"},
+    "description": {"en": "Relevance feedback: record the user's positive/negative marks, train an SVM on the "
+                          "session's patches, rank the whole pool and propose the most informative patches to mark "
+                          "next (near the decision boundary, diverse). Starts a session when none is given; a "
+                          "session with a parent session works on the finer patches inside the parent's accepted "
+                          "cells (cascaded learning)."},
+    "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["active learning", "SVM"], "links": [],
+    "inputs": {
+        "session": {"title": "Session id", "schema": {"type": "string", "format": "uuid"}, "minOccurs": 0,
+                    "maxOccurs": 1},
+        "pool": {"title": "Collection to search (new session)", "schema": {"type": "string"}, "minOccurs": 0,
+                 "maxOccurs": 1},
+        "descriptor": {"title": "Descriptor", "schema": {"type": "string", "enum": ["fused", "s1", "s2"]},
+                       "minOccurs": 0, "maxOccurs": 1},
+        "level": {"title": "Grid level (patch size in px)", "schema": {"type": "integer"}, "minOccurs": 0,
+                  "maxOccurs": 1},
+        "parent_session": {"title": "Coarser session whose accepted cells restrict this one",
+                           "schema": {"type": "string", "format": "uuid"}, "minOccurs": 0, "maxOccurs": 1},
+        "feedback": {"title": "Marks", "schema": _FEEDBACK_SCHEMA, "minOccurs": 0, "maxOccurs": 1},
+        "user": {"title": "User", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
+        "n_top": {"title": "Ranked patches to return", "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                  "minOccurs": 0, "maxOccurs": 1},
+        "n_queries": {"title": "Patches to mark next", "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                      "minOccurs": 0, "maxOccurs": 1},
+    },
+    "outputs": {"round": {"title": "Ranking and next queries", "schema": {"type": "object", "properties": {
+        "session": {"type": "string"}, "round": {"type": "integer"}, "top": {"type": "array", "items": _PATCH},
+        "queries": {"type": "array", "items": _PATCH}}}, "contentMediaType": "application/json"}},
+    "example": {"inputs": {"pool": "eurosat", "descriptor": "s2",
+                           "feedback": [{"item": "Forest_1031", "positive": True}]}},
+}
+
+ACCEPT_METADATA: dict[str, Any] = {
+    "version": "0.1.0", "id": "accept-annotations",
+    "title": {"en": "Accept a session's result as annotations"},
+    "description": {"en": "Writes the patches the session's latest model predicts positive (and the user's positive "
+                          "marks, never the negative ones) as semantic annotations with a catalogue label (level 1 "
+                          "or 2, or user-defined), with provenance. Needs an API key."},
+    "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["annotations"], "links": [],
+    "inputs": {
+        "session": {"title": "Session id", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
+        "label": {"title": "Catalogue label path", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
+        "min_score": {"title": "Decision threshold", "schema": {"type": "number"}, "minOccurs": 0, "maxOccurs": 1},
+        "user": {"title": "User", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
+    },
+    "outputs": {"annotations": {"title": "What was written", "schema": {"type": "object"},
+                                "contentMediaType": "application/json"}},
+    "example": {"inputs": {"session": "00000000-0000-0000-0000-000000000000", "label": "Forest"}},
+}
+
+
+def _int(data: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    value = data.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _marks(data: dict[str, Any]) -> list[tuple[str, bool]]:
+    raw = data.get("feedback") or []
+    if not isinstance(raw, list):
+        raise InputError("feedback must be a list of {item, positive}")
+    marks = []
+    for m in raw:
+        if not isinstance(m, dict) or not isinstance(m.get("item"), str) or not isinstance(m.get("positive"), bool):
+            raise InputError(f"each feedback entry is {{'item': str, 'positive': bool}}, got {m!r}")
+        marks.append((m["item"], m["positive"]))
+    return marks
+
+
+def _quicklooks(conn: Any, pool: str, ids: list[str]) -> dict[str, str]:
+    rows = conn.execute("SELECT id, content->'assets'->'thumbnail'->>'href' FROM pgstac.items "
+                        "WHERE collection = %s AND id = ANY(%s)", (pool, ids)).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def _accepted_cells(conn: Any, url: str, parent: store.Session, config: RoundConfig) -> set[str]:
+    """Cells a coarse session accepted: its positive marks and what its last model predicts positive."""
+    positives = {i for i, pos in parent.feedback.items() if pos}
+    _, blob = store.latest_model(conn, parent)
+    if blob is not None:
+        pool = POOLS.get(conn, url, parent.pool, parent.descriptor, parent.level, config)
+        scores = score_pool(pickle.loads(blob), pool.prepared)
+        positives |= {pool.ids[i] for i in np.flatnonzero(scores > 0)}
+    return positives - {i for i, pos in parent.feedback.items() if not pos}
+
+
+@writes_data("active-learning-round")  # it stores the user's marks and the round
+class ActiveLearningRoundProcessor(EOFusionProcessor):
+    """One relevance-feedback round."""
+
+    def __init__(self, processor_def: dict[str, Any]) -> None:
+        super().__init__(processor_def, ROUND_METADATA)
+
+    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+        """Record feedback, run the round, return ranking and queries."""
+        config = RoundConfig(n_top=_int(data, "n_top", 50, 1, 1000), n_queries=_int(data, "n_queries", 10, 1, 100))
+        marks = _marks(data)
+        user = data.get("user")
+        with self.connect() as conn:
+            try:
+                session = self._session(conn, data, user)
+                if not marks and not any(session.feedback.values()):
+                    raise InputError("feedback is empty: mark at least one positive patch to start the session")
+                round_no = session.rounds + 1
+                store.add_feedback(conn, session, marks, round_no, user)
+            except store.SessionError as err:
+                raise InputError(str(err)) from err
+            self.progress(30, "loading the pool")
+            pool = POOLS.get(conn, self.database_url, session.pool, session.descriptor, session.level, config)
+            allowed = np.arange(len(pool.ids))
+            if session.parent_id is not None:
+                accepted = _accepted_cells(conn, self.database_url, store.get_session(conn, session.parent_id),
+                                           config)
+                allowed = restrict_fine_pool(np.asarray(sorted(accepted), dtype=str), pool.parents)
+                if allowed.size == 0:
+                    raise InputError("the parent session accepted no cell: nothing to refine at this level")
+            sub = pool.prepared if allowed.size == len(pool.ids) else PreparedPool(
+                pool.prepared.features[allowed], pool.prepared.feature_map, pool.prepared.sq_norms[allowed])
+            local = {pool.ids[g]: n for n, g in enumerate(allowed.tolist())}
+            outside = [i for i in session.feedback if i not in local]
+            if outside:
+                raise InputError(f"marked items outside this session's pool: {', '.join(outside[:10])}")
+            pos = [local[i] for i, p in session.feedback.items() if p]
+            neg = [local[i] for i, p in session.feedback.items() if not p]
+            self.progress(50, "training and ranking")
+            result = run_round(sub, pos, neg, config)
+            ids = [pool.ids[allowed[i]] for i in result.top_indices.tolist() + result.query_indices.tolist()]
+            looks = _quicklooks(conn, session.pool, ids)
+
+            def patches(indices: NDArray[np.int64], scores: NDArray[np.float32]) -> list[dict[str, Any]]:
+                out = []
+                for i, s in zip(indices.tolist(), scores.tolist(), strict=True):
+                    item = pool.ids[allowed[i]]
+                    out.append({"collection": session.pool, "item": item, "score": float(s),
+                                "quicklook": looks.get(item)})
+                return out
+
+            metrics = {**result.to_dict()["metrics"], "positives": len(pos), "negatives": len(neg),
+                       "pool_size": int(allowed.size), "predicted_positive": int((result.scores > 0).sum())}
+            store.save_round(conn, session, round_no, pickle.dumps(result.model), metrics)
+            conn.commit()
+        return "application/json", {
+            "session": str(session.id), "round": round_no, "pool": session.pool, "descriptor": session.descriptor,
+            "level": session.level, "parent_session": str(session.parent_id) if session.parent_id else None,
+            "top": patches(result.top_indices, result.top_scores),
+            "queries": patches(result.query_indices, result.query_scores), "metrics": metrics}
+
+    def _session(self, conn: Any, data: dict[str, Any], user: Any) -> store.Session:
+        if data.get("session"):
+            session = store.get_session(conn, str(data["session"]))
+            if data.get("pool") and data["pool"] != session.pool:
+                raise InputError(f"session {session.id} works on pool {session.pool!r}, not {data['pool']!r}")
+            return session
+        pool = data.get("pool")
+        if not isinstance(pool, str):
+            raise InputError("give a session, or a pool (collection) to start one")
+        descriptor = data.get("descriptor") or self._default_descriptor(conn, pool)
+        level = data.get("level")
+        if level is not None and (not isinstance(level, int) or level <= 0):
+            raise InputError(f"level must be a positive integer, got {level!r}")
+        parent = data.get("parent_session")
+        return store.create_session(conn, pool, descriptor, level, parent, user)
+
+    @staticmethod
+    def _default_descriptor(conn: Any, pool: str) -> str:
+        row = conn.execute("SELECT count(fused), count(s2), count(s1) FROM eofusion.descriptors WHERE collection = %s",
+                           (pool,)).fetchone()
+        for kind, n in zip(("fused", "s2", "s1"), row or (0, 0, 0), strict=True):
+            if n:
+                return kind
+        raise InputError(f"collection {pool!r} has no patch descriptors (unknown collection or nothing ingested)")
+
+
+@writes_data("accept-annotations")
+class AcceptAnnotationsProcessor(EOFusionProcessor):
+    """Write a session's result as semantic annotations."""
+
+    def __init__(self, processor_def: dict[str, Any]) -> None:
+        super().__init__(processor_def, ACCEPT_METADATA)
+
+    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+        """Annotate the predicted positives (and positive marks) with the label."""
+        label_path = require(data, "label", str)
+        min_score = data.get("min_score", 0.0)
+        if not isinstance(min_score, (int, float)):
+            raise InputError("min_score must be a number")
+        with self.connect() as conn:
+            try:
+                session = store.get_session(conn, str(require(data, "session", str)))
+            except store.SessionError as err:
+                raise InputError(str(err)) from err
+            label = get_label(conn, label_path)
+            if label is None:
+                raise InputError(f"label {label_path!r} is not in the catalogue (add it with create-label first)")
+            round_no, blob = store.latest_model(conn, session)
+            if blob is None:
+                raise InputError(f"session {session.id} has no round yet: run active-learning-round first")
+            pool = POOLS.get(conn, self.database_url, session.pool, session.descriptor, session.level, RoundConfig())
+            scores = score_pool(pickle.loads(blob), pool.prepared)
+            chosen = {pool.ids[i]: float(scores[i]) for i in np.flatnonzero(scores > min_score)}
+            for item, pos in session.feedback.items():
+                if pos:
+                    chosen.setdefault(item, float(scores[pool.index[item]]) if item in pool.index else float("nan"))
+                else:
+                    chosen.pop(item, None)
+            user = data.get("user")
+            try:
+                n = add_annotations(conn, [NewAnnotation(session.pool, item, label.path, user, session.id, round_no,
+                                                         None if score != score else score)
+                                           for item, score in sorted(chosen.items())])
+            except AnnotationError as err:
+                raise InputError(str(err)) from err
+            conn.execute("UPDATE eofusion.sessions SET state = 'accepted' WHERE id = %s", (session.id,))
+            conn.commit()
+        return "application/json", {"session": str(session.id), "label": label.path, "round": round_no,
+                                    "annotated": n, "items": sorted(chosen)[:1000]}
