@@ -153,7 +153,8 @@ def test_scene_s1_s2_coregistered_and_fused(db_url: str, settings, ben_root: tup
     with connect(db_url) as conn:
         rows = conn.execute("SELECT item_id, vector_dims(fused), vector_dims(s1), vector_dims(s2) "
                             "FROM eofusion.descriptors WHERE collection = 'fusion-scene'").fetchall()
-    assert len(rows) == 5 and all(r[1:] == (DESCRIPTOR_DIMS["fused"], DESCRIPTOR_DIMS["s1"], DESCRIPTOR_DIMS["s2"]) for r in rows)
+    dims = (DESCRIPTOR_DIMS["fused"], DESCRIPTOR_DIMS["s1"], DESCRIPTOR_DIMS["s2"])
+    assert len(rows) == 5 and all(r[1:] == dims for r in rows)
 
 
 def test_dask_run_equals_serial_run_and_rerun_changes_nothing(db_url: str, settings, ben_root) -> None:
