@@ -159,3 +159,21 @@ def pool_descriptors(conn: psycopg.Connection, pool: str, descriptor: str, level
             vecs.append(vec.to_numpy() if hasattr(vec, "to_numpy") else np.asarray(vec, dtype=np.float32))
     matrix = np.vstack(vecs).astype(np.float32) if vecs else np.zeros((0, 0), dtype=np.float32)
     return ids, matrix, parents
+
+
+def ground_truth_labels(conn: psycopg.Connection, collection: str, level: int = 1) -> dict[str, str]:
+    """One ground-truth label per item at a catalogue level (level-1 class, or the level-2 label),
+    for items whose ground truth has that level. Several labels of one item: the first by path."""
+    sql = ("SELECT DISTINCT ON (g.item_id) g.item_id, "
+           + ("coalesce(p.name, l.name)" if level == 1 else "l.path")
+           + " FROM eofusion.ground_truth g JOIN eofusion.labels l ON l.id = g.label_id "
+             "LEFT JOIN eofusion.labels p ON p.id = l.parent_id WHERE g.collection = %s"
+           + ("" if level == 1 else " AND l.level = 2") + " ORDER BY g.item_id, l.path")
+    return {r[0]: r[1] for r in conn.execute(sql, (collection,))}  # type: ignore[arg-type]
+
+
+def annotated(conn: psycopg.Connection, collection: str) -> list[tuple[str, str]]:
+    """(item id, label path) of every annotation of a collection."""
+    rows = conn.execute("SELECT a.item_id, l.path FROM eofusion.annotations a JOIN eofusion.labels l "
+                        "ON l.id = a.label_id WHERE a.collection = %s ORDER BY a.item_id, l.path", (collection,))
+    return [(r[0], r[1]) for r in rows]

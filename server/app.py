@@ -26,7 +26,7 @@ from catalog.items import SCENES_PREFIX
 from eofusion import __version__
 from eofusion.config import Settings
 from plugins.base import WRITE_PROCESSES
-from server import pages
+from server import annotate, pages
 from server.auth import APIKeyMiddleware
 from server.errors import BBoxGuard, install_error_handlers
 from server.labels_api import labels_router
@@ -116,7 +116,12 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     app.mount(SCENES_PREFIX, StaticFiles(directory=settings.scenes_dir), name="scenes")
     app.include_router(labels_router(db_url))
     app.include_router(pages.router)
-    app.mount(OGC_PREFIX, build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc"))
+    app.include_router(annotate.router)
+    files_dir = settings.data_dir / "files"
+    files_dir.mkdir(parents=True, exist_ok=True)
+    # Files that processes write (validation reports, exports), downloadable as they are.
+    app.mount("/files", StaticFiles(directory=files_dir), name="files")
+    app.mount(OGC_PREFIX, build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc", files_dir))
     app.add_middleware(PrefixRootAlias, prefixes=(OGC_PREFIX,))
     app.add_middleware(BBoxGuard)
     app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, write_processes=lambda: WRITE_PROCESSES)

@@ -41,16 +41,19 @@ PROCESSES: dict[str, str] = {
     "create-label": "plugins.labels.CreateLabelProcessor",
     "active-learning-round": "plugins.active.ActiveLearningRoundProcessor",
     "accept-annotations": "plugins.active.AcceptAnnotationsProcessor",
+    "validate": "plugins.validation.ValidateProcessor",
+    "label-cleaning": "plugins.validation.LabelCleaningProcessor",
+    "export": "plugins.export.ExportProcessor",
 }
 
 
-def pygeoapi_config(public_url: str, database_url: str, work_dir: Path) -> dict[str, Any]:
+def pygeoapi_config(public_url: str, database_url: str, files_dir: Path) -> dict[str, Any]:
     """The pygeoapi configuration for one EOFusion server.
 
     Args:
         public_url: Base URL of the whole server as clients see it (no trailing slash).
         database_url: libpq URL of the catalogue.
-        work_dir: Folder for pygeoapi's generated files.
+        files_dir: Where processes write files (reports, exports), served under ``/files``.
     """
     parts = url_parts(database_url)
     connection = {"host": parts["host"], "port": int(parts["port"]), "dbname": parts["dbname"],
@@ -78,7 +81,8 @@ def pygeoapi_config(public_url: str, database_url: str, work_dir: Path) -> dict[
             "providers": [provider],
         }
     for pid, cls in PROCESSES.items():
-        resources[pid] = {"type": "process", "processor": {"name": cls, "database_url": database_url}}
+        resources[pid] = {"type": "process", "processor": {"name": cls, "database_url": database_url,
+                                                           "files_dir": str(files_dir)}}
     return {
         "server": {
             "bind": {"host": "127.0.0.1", "port": 0},
@@ -113,7 +117,7 @@ def pygeoapi_config(public_url: str, database_url: str, work_dir: Path) -> dict[
     }
 
 
-def build_ogc_app(public_url: str, database_url: str, work_dir: Path) -> ASGIApp:
+def build_ogc_app(public_url: str, database_url: str, work_dir: Path, files_dir: Path) -> ASGIApp:
     """Write pygeoapi's configuration and OpenAPI document, then import its Starlette app."""
     from pygeoapi.openapi import get_oas
 
@@ -121,7 +125,7 @@ def build_ogc_app(public_url: str, database_url: str, work_dir: Path) -> ASGIApp
     for cls in PROCESSES.values():
         # Import now: the modules declare which processes write data (see plugins.base).
         importlib.import_module(cls.rsplit(".", 1)[0])
-    cfg = pygeoapi_config(public_url, database_url, work_dir)
+    cfg = pygeoapi_config(public_url, database_url, files_dir)
     cfg_file = work_dir / "pygeoapi-config.yml"
     oas_file = work_dir / "pygeoapi-openapi.yml"
     # The configuration holds the database password: readable by the owner only.

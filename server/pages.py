@@ -22,6 +22,7 @@ _LINKS = [
     ("Tiles (COG)", "tiles", "/tiles/cog/tileMatrixSets", "application/json", "TiTiler over scene COGs"),
     ("Tiles documentation", "service-doc", "/stac/api.html#/Cloud%20Optimized%20GeoTIFF", "text/html", ""),
     ("Label catalogue", "labels", "/labels", "application/json", "Level-1 and level-2 labels"),
+    ("Annotation page", "annotate", "/annotate", "text/html", "Active learning in the browser"),
     ("Health", "health", "/healthz", "application/json", ""),
 ]
 
