@@ -126,11 +126,10 @@ def latest_model(conn: psycopg.Connection, session: Session) -> tuple[int, bytes
 
 
 def pool_version(conn: psycopg.Connection, pool: str, descriptor: str) -> tuple[int, str]:
-    """(count, last update) of a pool's descriptors: a cache key that changes when the pool does."""
-    row = conn.execute(f"SELECT count(*), coalesce(max(updated_at)::text, '') FROM eofusion.descriptors "
-                       f"WHERE collection = %s AND {descriptor} IS NOT NULL", (pool,)).fetchone()
-    assert row is not None
-    return int(row[0]), str(row[1])
+    """A cache key that changes whenever the pool's descriptors do (kept by a trigger; one row read)."""
+    row = conn.execute("SELECT version, updated_at::text FROM eofusion.pool_versions WHERE collection = %s",
+                       (pool,)).fetchone()
+    return (int(row[0]), f"{descriptor}@{row[1]}") if row else (0, descriptor)
 
 
 def pool_descriptors(conn: psycopg.Connection, pool: str, descriptor: str, level: int | None = None,
@@ -138,20 +137,26 @@ def pool_descriptors(conn: psycopg.Connection, pool: str, descriptor: str, level
     """(item ids, descriptor matrix, parent cell ids) of a pool, optionally of one grid level.
 
     Read with a binary COPY (pgvector's binary format), fast enough for hundreds of thousands of rows.
+    The items' JSON is joined only for a grid level (level and parent live there); a whole pool is
+    read from the descriptor table alone.
     """
     if descriptor not in KINDS:
         raise SessionError(f"unknown descriptor {descriptor!r}")
     register_vector(conn)
-    level_sql = "" if level is None else "AND (i.content->'properties'->>'eofusion:grid_level')::int = %s"
-    args: list[Any] = [pool] + ([level] if level is not None else [])
+    if level is None:
+        sql = (f"SELECT d.item_id, NULL::text, d.{descriptor} FROM eofusion.descriptors d "
+               f"WHERE d.collection = %s AND d.{descriptor} IS NOT NULL ORDER BY d.item_id")
+        args: list[Any] = [pool]
+    else:
+        sql = (f"SELECT d.item_id, i.content->'properties'->>'eofusion:parent', d.{descriptor} "
+               f"FROM eofusion.descriptors d JOIN pgstac.items i ON i.collection = d.collection AND i.id = d.item_id "
+               f"WHERE d.collection = %s AND d.{descriptor} IS NOT NULL "
+               f"AND (i.content->'properties'->>'eofusion:grid_level')::int = %s ORDER BY d.item_id")
+        args = [pool, level]
     ids: list[str] = []
     parents: list[str | None] = []
     vecs: list[NDArray[np.float32]] = []
-    with conn.cursor() as cur, cur.copy(
-            f"COPY (SELECT d.item_id, i.content->'properties'->>'eofusion:parent', d.{descriptor} "
-            f"FROM eofusion.descriptors d JOIN pgstac.items i ON i.collection = d.collection AND i.id = d.item_id "
-            f"WHERE d.collection = %s AND d.{descriptor} IS NOT NULL {level_sql} ORDER BY d.item_id) "
-            f"TO STDOUT WITH (FORMAT BINARY)", args) as copy:
+    with conn.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT BINARY)", args) as copy:
         copy.set_types(["text", "text", "vector"])
         for item_id, parent, vec in copy.rows():
             ids.append(item_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -95,3 +96,17 @@ def test_descriptor_columns_are_typed_and_indexed(db_url: str) -> None:
             conn.execute("INSERT INTO eofusion.descriptors (collection, item_id, s2) VALUES ('x', 'y', '[1,2,3]')")
     assert types == {k: f"vector({d})" for k, d in DESCRIPTOR_DIMS.items()}
     assert sum("USING hnsw" in i for i in indexes) == 3
+
+
+def test_pool_version_changes_with_the_descriptors(db_url: str) -> None:
+    from catalog.descriptors import copy_descriptors
+    from catalog.sessions import pool_version
+
+    with connect(db_url) as conn:
+        before = pool_version(conn, "version-test", "s2")
+        copy_descriptors(conn, "version-test", ["a", "b"], {"s2": np.full((2, 160), 1 / 160, dtype=np.float32)})
+        after = pool_version(conn, "version-test", "s2")
+        conn.execute("DELETE FROM eofusion.descriptors WHERE collection = 'version-test' AND item_id = 'a'")
+        again = pool_version(conn, "version-test", "s2")
+        conn.rollback()
+    assert before != after != again and again[0] == after[0] + 1
