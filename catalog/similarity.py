@@ -5,6 +5,10 @@ clause through pgstac's own ``stac_search_to_where``, so similarity results hono
 the way a plain search would. With a selective filter the filtered rows are ranked exactly; else
 the HNSW index is scanned iteratively (``hnsw.iterative_scan``) until ``limit`` rows pass the
 filter, so a filter that keeps 1% of the archive still returns ``limit`` results.
+
+The choice between both paths asks the planner first (``EXPLAIN``, about a millisecond): counting the
+rows that pass a broad filter costs tens of milliseconds on a million-row archive, more than the HNSW
+search itself. Only when the estimate is near the threshold are the rows counted (with a cap).
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ from eofusion.pipeline.scene import DESCRIPTOR_DIMS
 
 #: Below this many rows passing the filter, rank them exactly (fast, and recall is 1).
 EXACT_BELOW = 20_000
+#: A planner estimate above ``ESTIMATE_MARGIN * exact_below`` rows picks HNSW without counting; estimates of
+#: pgstac's filters are rarely off by more than this factor, and a wrong guess only costs speed, not results.
+ESTIMATE_MARGIN = 10
+#: ``hnsw.ef_search`` of a search for the first results: recall@10 >= 0.95 on 1M real S2 descriptors
+#: (bench/similarity.py; ef 40 gave about 0.9). Deeper pages raise it to twice ``limit + offset``.
+EF_SEARCH = 100
 #: Weight of the negative examples in the Rocchio query (positives weigh 1).
 NEGATIVE_WEIGHT = 0.25
 
@@ -99,6 +109,33 @@ async def where_clause(conn: Any, search: dict[str, Any]) -> str:
     return where or "TRUE"
 
 
+def ef_search(depth: int, floor: int = EF_SEARCH) -> int:
+    """``hnsw.ef_search`` for ``depth`` results: at least ``floor``, twice the depth, at most 1000 (pgvector's cap)."""
+    return max(floor, min(1000, 2 * depth))
+
+
+async def use_exact(conn: Any, from_sql: str, exact_below: int, *args: Any) -> bool:
+    """Whether at most ``exact_below`` rows pass ``from_sql`` (a ``FROM ... WHERE ...`` clause).
+
+    The planner's estimate settles clear cases (a broad filter over a large archive) in about a
+    millisecond; otherwise the passing rows are counted, stopping at ``exact_below + 1``.
+
+    Args:
+        conn: asyncpg connection.
+        from_sql: The ``FROM`` clause of the candidate rows, with its ``WHERE``.
+        exact_below: Threshold; 0 or less always answers False (HNSW).
+        args: Values of the ``$n`` parameters of ``from_sql``, if any.
+    """
+    if exact_below <= 0:
+        return False
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 {from_sql}", *args)
+    estimate = float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+    if estimate > ESTIMATE_MARGIN * exact_below:
+        return False
+    count = await conn.fetchval(f"SELECT count(*) FROM (SELECT 1 {from_sql} LIMIT {exact_below + 1}) s", *args)
+    return bool(count <= exact_below)
+
+
 async def nearest(conn: Any, kind: str, query: np.ndarray, where: str, limit: int, offset: int = 0,
                   exact_below: int = EXACT_BELOW) -> list[Neighbour]:
     """The ``limit`` items nearest to ``query`` (after ``offset``) among those passing ``where``.
@@ -111,14 +148,12 @@ async def nearest(conn: Any, kind: str, query: np.ndarray, where: str, limit: in
     base = (f"FROM (SELECT collection, id FROM pgstac.items WHERE {where}) i JOIN eofusion.descriptors d "
             f"ON d.collection = i.collection AND d.item_id = i.id WHERE {col} IS NOT NULL")
     async with conn.transaction():
-        count = await conn.fetchval(f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {exact_below + 1}) s")
-        if count <= exact_below:
+        if await use_exact(conn, base, exact_below):
             # "+ 0" keeps the planner off the index: the filtered rows are ranked exactly.
             sql = (f"SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
                    f"ORDER BY ({col} <-> $1::vector) + 0, i.collection, i.id LIMIT $2 OFFSET $3")
         else:
-            ef = max(40, min(1000, 2 * (limit + offset)))
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {ef}")
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search(limit + offset)}")
             await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             # relaxed_order may return slightly out of order: re-sort the materialised candidates.
             sql = (f"WITH c AS MATERIALIZED (SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "

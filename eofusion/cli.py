@@ -233,6 +233,75 @@ def ingest_patches(archive_format: str, s2_root: Path | None, s1_root: Path | No
                            "unmapped_labels": report.unmapped_labels}))
 
 
+@ingest.command("tweets")
+@click.argument("tweet_format", metavar="FORMAT", type=click.Choice(["crisislex", "twitter", "csv"]))
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--collection", default="tweets", show_default=True)
+@click.option("--prior-country", "prior", multiple=True, help="ISO country code expected for the posts (geoparsing)")
+@click.option("--no-geoparse", is_flag=True, help="Keep only the posts' own geotags")
+@click.option("--no-embed", is_flag=True, help="Skip the text-embedding stage (run it later with --embed-only)")
+@click.option("--embed-only", is_flag=True, help="Only embed stored tweets that have no embedding yet")
+@click.option("--salt", envvar="EOFUSION_USER_SALT", default="", help="Key of the HMAC replacing user ids")
+@click.option("--csv-id", default="id", show_default=True)
+@click.option("--csv-text", default="text", show_default=True)
+@click.option("--csv-time", default="created_at", show_default=True)
+@click.option("--csv-lon", default=None)
+@click.option("--csv-lat", default=None)
+@click.option("--csv-lang", default=None)
+def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tuple[str, ...], no_geoparse: bool,
+                      no_embed: bool, embed_only: bool, salt: str, csv_id: str, csv_text: str, csv_time: str,
+                      csv_lon: str | None, csv_lat: str | None, csv_lang: str | None) -> None:
+    """Ingest posts: CrisisLex CSV folders, Twitter API v1.1/v2 JSON or JSON lines, or a CSV with a mapping."""
+    from tqdm import tqdm
+
+    from catalog.db import database_url
+    from catalog.tweets import embed_collection, ingest_tweets
+    from eofusion.readers.errors import InputDataError
+    from eofusion.readers.tweets import (
+        CsvColumns,
+        IngestReport,
+        ReaderConfig,
+        read_crisislex,
+        read_csv_tweets,
+        read_twitter_json,
+    )
+    from eofusion.social.embedding import TextEmbedder
+
+    if not path.exists():
+        _fail(f"{path}: no such file or folder")
+    url = database_url(_settings())
+    report = IngestReport()
+    result: dict[str, object] = {"collection": collection}
+    if not embed_only:
+        config = ReaderConfig(salt=salt)
+        if tweet_format == "crisislex":
+            tweets = read_crisislex(path, config, report)
+        elif tweet_format == "twitter":
+            tweets = read_twitter_json(path, config, report)
+        else:
+            cols = CsvColumns(id=csv_id, text=csv_text, time=csv_time, lon=csv_lon, lat=csv_lat, lang=csv_lang)
+            tweets = read_csv_tweets(path, cols, config, report)
+        if not no_geoparse:
+            from eofusion.geoparse.parser import PlaceParser
+            from eofusion.geoparse.resolve import Resolver, geoparse_tweets
+
+            tweets = geoparse_tweets(tweets, PlaceParser(), Resolver(), prior_countries=list(prior))
+        bar = tqdm(desc=f"tweets -> {collection}", unit="tweet")
+        try:
+            stored = ingest_tweets(url, tweets, collection, progress=lambda n: bar.update(n - bar.n))
+        except InputDataError as err:
+            bar.close()
+            _fail(str(err))
+        bar.close()
+        result.update(stored=stored.stored, located=stored.located, geotagged=stored.geotagged,
+                      reader=report.summary())
+    if not no_embed:
+        bar = tqdm(desc="embedding", unit="tweet")
+        result["embedded"] = embed_collection(url, collection, TextEmbedder(), progress=lambda n: bar.update(n - bar.n))
+        bar.close()
+    click.echo(json.dumps(result))
+
+
 # -- serving ------------------------------------------------------------------------------
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)

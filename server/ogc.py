@@ -44,6 +44,11 @@ PROCESSES: dict[str, str] = {
     "validate": "plugins.validation.ValidateProcessor",
     "label-cleaning": "plugins.validation.LabelCleaningProcessor",
     "export": "plugins.export.ExportProcessor",
+    "late-fusion-search": "plugins.social.LateFusionSearchProcessor",
+    "tweets-near-patches": "plugins.social.TweetsNearPatchesProcessor",
+    "train-hashing": "plugins.hashing.TrainHashingProcessor",
+    "train-text2patch": "plugins.hashing.TrainText2PatchProcessor",
+    "text-search": "plugins.hashing.TextSearchProcessor",
 }
 
 

