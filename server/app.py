@@ -34,6 +34,7 @@ from server.ogc import OGC_PREFIX, build_ogc_app
 from server.similarity import SimilarityExtension
 from server.stac_client import EOFusionCoreClient
 from server.tiles import tiles_router
+from server.viewer import router as viewer_router
 
 STAC_PREFIX = "/stac"
 TILES_PREFIX = "/tiles"
@@ -116,6 +117,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     app.mount(SCENES_PREFIX, StaticFiles(directory=settings.scenes_dir), name="scenes")
     app.include_router(labels_router(db_url))
     app.include_router(pages.router)
+    app.include_router(viewer_router)
     app.include_router(annotate.router)
     files_dir = settings.data_dir / "files"
     files_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ _LINKS = [
     ("Tiles documentation", "service-doc", "/stac/api.html#/Cloud%20Optimized%20GeoTIFF", "text/html", ""),
     ("Label catalogue", "labels", "/labels", "application/json", "Level-1 and level-2 labels"),
     ("Annotation page", "annotate", "/annotate", "text/html", "Active learning in the browser"),
+    ("Map viewer", "viewer", "/viewer", "text/html", "Imagery with fused posts"),
     ("Health", "health", "/healthz", "application/json", ""),
 ]
 

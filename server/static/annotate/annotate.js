@@ -409,10 +409,6 @@
     }
     const feedback = [];
     for (const [id, mark] of state.marks) if (state.sent.get(id) !== mark) feedback.push({ item: id, positive: mark });
-    if (!state.session && feedback.length && !feedback.some((f) => f.positive)) {
-      showError(new Error("Only negative marks: mark at least one positive patch to start a session."));
-      return;
-    }
     const inputs = { feedback };
     if (state.session) inputs.session = state.session;
     else {
