@@ -188,7 +188,9 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
                     raise InputError("the parent session accepted no cell: nothing to refine at this level")
             sub = pool.prepared if allowed.size == len(pool.ids) else PreparedPool(
                 pool.prepared.features[allowed], pool.prepared.feature_map, pool.prepared.sq_norms[allowed])
-            local = {pool.ids[g]: n for n, g in enumerate(allowed.tolist())}
+            # The whole pool: reuse the cached id index (a 340k-entry dict per round costs ~0.1 s).
+            local = pool.index if allowed.size == len(pool.ids) else {
+                pool.ids[g]: n for n, g in enumerate(allowed.tolist())}
             outside = [i for i in session.feedback if i not in local]
             if outside:
                 raise InputError(f"marked items outside this session's pool: {', '.join(outside[:10])}")
