@@ -43,7 +43,7 @@ _FLAGS: tuple[NameFlag, ...] = ("main", "alt", "code", "compact")
 _FLAG_CODE = {f: i for i, f in enumerate(_FLAGS)}
 
 _DATASETS = (500, 1000, 5000, 15000)
-_FORMAT_VERSION = 6
+_FORMAT_VERSION = 7
 
 # --- explicit tables (the package lacks these) ---------------------------------------------------
 
@@ -152,7 +152,7 @@ COUNTRY_ALIASES: dict[str, tuple[str, ...]] = {
     "IT": ("Italia",), "PH": ("Filippine", "Pilipinas", "Filipinas"), "ES": ("Spagna", "España"),
     "FR": ("Francia",), "DE": ("Germania", "Deutschland"), "BR": ("Brasile", "Brasil"),
     "RU": ("Russian Federation",), "CH": ("Svizzera", "Schweiz", "Suisse"), "GR": ("Grecia",),
-    "JP": ("Giappone",), "MX": ("Messico", "México"),
+    "JP": ("Giappone",), "MX": ("Messico", "México"), "MM": ("Burma",),
 }
 
 

@@ -146,15 +146,17 @@ class Mention:
     ner_label: str | None = None
 
 
-Verdict = Literal["strong", "check_word", "check_place"]
+Verdict = Literal["strong", "veto", "check_word", "check_place"]
 
 
 @dataclass
 class _Match:
     """A gazetteer match before the NER check.
 
-    ``verdict``: "strong" needs no check; "check_word" (a dictionary word) is kept only if the NER
-    confirms it; "check_place" (a small or alternate name) is kept, weak, unless the NER says otherwise.
+    ``verdict``: "strong" needs no check; "veto" is kept unless the NER calls it a person or another
+    kind of entity; "check_word" (a dictionary word) is kept only if the NER confirms it; "check_place"
+    (a small place's name) is kept, weak, unless the NER says otherwise. ``weak``: kept weak whatever
+    the NER says (a name whose qualifier contains none of its candidates: "Samar, Philippines").
     """
 
     start: int  # token indices
@@ -163,6 +165,7 @@ class _Match:
     candidates: tuple[Candidate, ...]
     qualifier: tuple[Candidate, ...]
     verdict: Verdict
+    weak: bool = False
 
 
 @dataclass
@@ -322,9 +325,9 @@ class PlaceParser:
         adverb ("Nice", "Hope", "Mobile"), or a noun no big place bears ("Metro" is a city of 180,000, but
         "Pacific", "Earth" and "Bush" are common)."""
         lex = self.lexicon
-        if lex.is_stop(key) or key in lex.other:
+        if lex.is_stop(key) or lex.is_other(key):
             return True
-        return key in lex.nouns and not self._proper(cands, written)
+        return lex.is_noun(key) and not self._proper(cands, written)
 
     def _judge(self, texts: list[str], keys: list[str], blocked: list[bool], i: int, j: int, key: str,
                cands: list[Candidate], shouted: bool) -> _Match | None:
@@ -346,6 +349,9 @@ class PlaceParser:
         if qualifier and any(_inside(c, q) for c in cands for q in qualifier):
             # "Paris, Texas", "West, TX": the division or country names one of the candidates.
             return _Match(i, j, key, tuple(cands), tuple(qualifier), "strong")
+        # "Samar, Philippines": none of the towns called so is there, so it names something else (an
+        # island); kept weak, it gives way to the qualifier unless the tweet's other places back it.
+        mismatch = bool(qualifier) and all(c.place.kind == "city" for c in cands)
         common = self._common(key, cands, written) if single else all(lex.is_word(w) for w in words)
         letters = len(key.replace(" ", ""))
         if shouted and single and letters <= 3:
@@ -378,11 +384,18 @@ class PlaceParser:
         elif single and len(key) <= 3:
             # Codes (QLD, NSW, USA, NYC: checked in _usable) are safe; a three-letter town is not.
             verdict = "strong" if any(c.place.kind != "city" or c.flag == "code" for c in cands) else "check_place"
-        elif big or (not single and not common):
-            verdict = "strong"  # "Calgary"; "Estes Park", "Lac-Mégantic": a multi-word name that is no phrase
+        elif big and not any(c.flag != "alt" and self._big([c]) for c in cands) and all(
+                c.place.kind == "city" for c in cands if c.flag == "alt"):
+            verdict = "veto"  # only an alternate name of a big city: "Genova", but also "Dzhokhar" (Grozny)
+        elif big:
+            verdict = "strong"  # "Calgary", "Waco"
+        elif not single and not common:
+            # "Estes Park", "Lac-Mégantic": a multi-word name that is no English phrase. (The English NER
+            # is no judge here: it calls "Santiago de Compostela" a person in Spanish tweets.)
+            verdict = "strong"
         else:
             verdict = "check_place"
-        return _Match(i, j, key, tuple(cands), (), verdict)
+        return _Match(i, j, key, tuple(cands), (), verdict, weak=mismatch)
 
     def _qualifier(self, texts: list[str], keys: list[str], blocked: list[bool], j: int) -> list[Candidate]:
         """Divisions/countries named right after ", " (``j`` is the token after the name)."""
@@ -407,14 +420,16 @@ class PlaceParser:
         ents: list[Span] = list(doc.ents) if ner_ran else []
         cfg = self.config
         for m in state.matches:
-            label, exact = _label_over(ents, m.start, m.end) if ner_ran else (None, False)
-            if label == "PERSON":
-                continue  # "Paris Hilton", "Obama"
+            label, covers, exact = _label_over(ents, m.start, m.end) if ner_ran else (None, False, False)
+            if label == "PERSON" and covers:
+                continue  # "Paris Hilton", "Obama"; not "Santiago de Compostela" with "Santiago" as a person
             if label in ("ORG", "FAC", "NORP", "EVENT", "WORK_OF_ART", "PRODUCT") and exact and m.verdict != "strong":
                 continue  # the whole name is an organisation, building or event ("Red Cross")
             # An entity that runs on past the name ("Central America") confirms the longer name, not this one.
             confirmed = (label in cfg.ner_labels and exact) or bool(m.qualifier)
-            weak = False
+            weak = m.weak
+            if m.verdict == "veto" and label is not None and label not in cfg.ner_labels and exact:
+                continue
             if m.verdict == "check_word":
                 if not confirmed:
                     continue
@@ -517,9 +532,14 @@ class PlaceParser:
         if len(parts) > 1 and any(p[:1].isupper() for p in parts[1:]) and not body.isupper():
             # CamelCase (#PrayForThePhilippines, #BlueMountains): runs of parts, longest first.
             hazards = [normalize(p) in HAZARD_WORDS for p in parts]
+            # The other parts must be words ("#PrayForThePhilippines", "#SydneyDerby"): in "#KerryGeorge"
+            # or "#YolandaPH" the place would be part of a person's or a storm's name.
+            filler = [p.isdigit() or hazards[k] or self.lexicon.is_word(p.lower()) for k, p in enumerate(parts)]
             for length in range(min(len(parts), self.max_tokens), 0, -1):
                 found = []
                 for s in range(len(parts) - length + 1):
+                    if not all(filler[:s]) or not all(filler[s + length:]):
+                        continue
                     written = "".join(parts[s:s + length])
                     key = normalize(" ".join(parts[s:s + length]))
                     affixed = any(hazards[:s]) or any(hazards[s + length:])
@@ -552,7 +572,7 @@ class PlaceParser:
             if country is not None and all(c.place.index != country.index for c in codes):
                 codes.append(Candidate(country, "code"))
             return (codes, True) if codes else None
-        if letters < 3 or lex.is_stop(key) or key in lex.other:
+        if letters < 3 or lex.is_stop(key) or lex.is_other(key):
             return None  # verbs and adjectives ("#Pray", "#Best", "#West") name no place in a hashtag
         cands = self.gazetteer.lookup(key, normalized=True)
         if not cands:
@@ -596,7 +616,8 @@ def _sentence_initial(texts: list[str], blocked: list[bool], i: int) -> bool:
     k = i - 1
     while k >= 0 and (blocked[k] or texts[k] in ("#", "@")):
         k -= 1  # "RT @user: Reading..." and "#tag Reading...": the word still starts the text
-    return k < 0 or texts[k] in _SENTENCE_BREAK or texts[k] == "RT" or "\n" in texts[k]
+    prev = texts[k] if k >= 0 else ""
+    return k < 0 or prev in _SENTENCE_BREAK or prev == "RT" or "\n" in prev or (prev != "" and set(prev) <= set(".!?…"))
 
 
 def _shouting(texts: list[str], blocked: list[bool]) -> bool:
@@ -607,16 +628,13 @@ def _shouting(texts: list[str], blocked: list[bool]) -> bool:
     return sum(1 for w in words if w[0].isupper()) / len(words) >= 0.8
 
 
-def _label_over(ents: list[Span], start: int, end: int) -> tuple[str | None, bool]:
-    """Label of the first entity overlapping tokens start..end, and whether it ends with them.
-
-    A PERSON label is returned for any overlap ("Paris Hilton"); an entity that ends where the name
-    ends may start a token earlier ("the Bronx").
-    """
+def _label_over(ents: list[Span], start: int, end: int) -> tuple[str | None, bool, bool]:
+    """Label of the first entity overlapping tokens start..end, whether it covers them all ("Paris
+    Hilton" covers "Paris"), and whether it is exactly them (it may start a token earlier: "the Bronx")."""
     for e in ents:
         if e.start < end and start < e.end:
-            return str(e.label_), e.end == end and e.start >= start - 1
-    return None, False
+            return str(e.label_), e.start <= start and e.end >= end, e.end == end and start - 1 <= e.start <= start
+    return None, False, False
 
 
 def parser_stats(parser: PlaceParser) -> dict[str, Any]:

@@ -8,10 +8,11 @@ and their line numbers), and the good records still come through. Nothing touche
 Privacy: user ids are replaced by an HMAC-SHA256 of the id keyed with a configurable salt; screen
 names and display names are never read.
 
-Example:
-    >>> report = IngestReport()
-    >>> tweets = list(read_crisislex(Path("CrisisLexT26/2013_Colorado_floods"), report=report))
-    >>> print(report.summary())
+Example::
+
+    report = IngestReport()
+    tweets = list(read_crisislex(Path("CrisisLexT26/2013_Colorado_floods"), report=report))
+    print(report.summary())  # read 1000, kept 1000
 """
 
 from __future__ import annotations
