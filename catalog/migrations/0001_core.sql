@@ -106,7 +106,7 @@ CREATE TABLE eofusion.tweets (
     media           jsonb NOT NULL DEFAULT '[]',
     event           text,
     properties      jsonb NOT NULL DEFAULT '{}',
-    location_source text,                        -- geotag | geoparsed | geocoder
+    location_source text,                        -- geotag | gazetteer | geocoder
     location_confidence real,
     tsv             tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED,
     embedding       vector,
