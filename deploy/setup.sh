@@ -29,11 +29,34 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# 3. Leaflet for the /viewer map page, bundled from the npm registry into server/static/viewer/vendor/
+#    (not committed, never loaded from a CDN); rebuilt only when missing or package.json changed.
+viewer=server/static/viewer
+vendor="$viewer/vendor/leaflet"
+if [ ! -f "$vendor/leaflet.js" ] || [ ! -f "$vendor/leaflet.css" ] || [ ! -d "$vendor/images" ] \
+   || ! cmp -s "$viewer/package.json" "$vendor/.package.json"; then
+  if ! command -v npm >/dev/null; then
+    log "installing npm (Debian package)"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  log "bundling Leaflet for /viewer with npm"
+  build="$(mktemp -d)"
+  cp "$viewer/package.json" "$build/"
+  (cd "$build" && npm install --no-audit --no-fund --no-package-lock --loglevel=error >/dev/null)
+  rm -rf "$vendor.tmp" && mkdir -p "$vendor.tmp"
+  cp "$build/node_modules/leaflet/dist/leaflet.js" "$build/node_modules/leaflet/dist/leaflet.css" \
+     "$build/node_modules/leaflet/LICENSE" "$vendor.tmp/"
+  cp -R "$build/node_modules/leaflet/dist/images" "$vendor.tmp/images"
+  cp "$viewer/package.json" "$vendor.tmp/.package.json"
+  rm -rf "$vendor" && mv "$vendor.tmp" "$vendor" && rm -rf "$build"
+fi
+
 if [ "$mode" = demo ]; then
   exec .venv/bin/eofusion demo --port "${EOFUSION_PORT:-8000}"
 fi
 
-# 3. The OGC API Features test suite lives in its own environment: its pins clash with ours.
+# 4. The OGC API Features test suite lives in its own environment: its pins clash with ours.
 if [ ! -x .venv-ogctests/bin/python ] || ! .venv-ogctests/bin/python -c 'import ogctests' 2>/dev/null; then
   log "installing the ogctests suite into .venv-ogctests"
   "$PY" -m venv .venv-ogctests
