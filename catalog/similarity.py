@@ -6,14 +6,17 @@ the way a plain search would. With a selective filter the filtered rows are rank
 the HNSW index is scanned iteratively (``hnsw.iterative_scan``) until ``limit`` rows pass the
 filter, so a filter that keeps 1% of the archive still returns ``limit`` results.
 
-The choice between both paths asks the planner first (``EXPLAIN``, about a millisecond): counting the
-rows that pass a broad filter costs tens of milliseconds on a million-row archive, more than the HNSW
-search itself. Only when the estimate is near the threshold are the rows counted (with a cap).
+The choice between both paths asks the planner first (``EXPLAIN``, about 2 ms, cached a minute per filter):
+counting the rows that pass a broad filter cost 150 ms on a million-row archive, 30 times the HNSW search
+itself. Only when the estimate is near the threshold are the filtered items counted (with a cap). A page the HNSW
+scan cannot fill (it gives up after ``hnsw.max_scan_tuples``, e.g. under a filter the planner
+overestimated) is ranked exactly instead of being returned short.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +24,23 @@ import numpy as np
 
 from eofusion.pipeline.scene import DESCRIPTOR_DIMS
 
-#: Below this many rows passing the filter, rank them exactly (fast, and recall is 1).
-EXACT_BELOW = 20_000
-#: A planner estimate above ``ESTIMATE_MARGIN * exact_below`` rows picks HNSW without counting; estimates of
-#: pgstac's filters are rarely off by more than this factor, and a wrong guess only costs speed, not results.
-ESTIMATE_MARGIN = 10
-#: ``hnsw.ef_search`` of a search for the first results: recall@10 >= 0.95 on 1M real S2 descriptors
-#: (bench/similarity.py; ef 40 gave about 0.9). Deeper pages raise it to twice ``limit + offset``.
-EF_SEARCH = 100
+#: Below this many rows passing the filter, rank them exactly (recall 1). On 1M descriptors (bench/similarity.py)
+#: ranking 10,000 filtered rows exactly took ~150 ms and the filtered HNSW scan ~60 ms at recall 1; below a few
+#: thousand rows the exact ranking wins, and the HNSW scan would have to skip most tuples it visits.
+EXACT_BELOW = 5_000
+#: A planner estimate above ``ESTIMATE_MARGIN * exact_below`` rows picks HNSW without counting. pgstac's
+#: estimates were off by 7x on a datetime filter; a wrong guess only costs speed (see the module docstring).
+ESTIMATE_MARGIN = 4
+#: Seconds a planner estimate of one filter is reused: repeated searches (pages, many queries on a collection)
+#: skip the EXPLAIN, and the estimate only picks the faster path, never the results.
+ESTIMATE_TTL = 60.0
+#: ``hnsw.ef_search`` of a search for the first results. On 1M real S2 descriptors recall@10 was 0.999 at 40
+#: and 1.000 at 64 (p50 6.0 ms); 64 leaves a margin for archives less redundant than overlapping windows.
+#: Deeper pages raise it to twice ``limit + offset``.
+EF_SEARCH = 64
+#: Joins of a counted, small filtered set are done by primary-key lookups: misled by pgstac's row estimate, the
+#: planner otherwise hashed the whole descriptor table (0.9 s for 10,000 of 1M rows, against 0.15 s).
+NESTED_LOOP_BELOW = 50_000
 #: Weight of the negative examples in the Rocchio query (positives weigh 1).
 NEGATIVE_WEIGHT = 0.25
 
@@ -109,9 +121,54 @@ async def where_clause(conn: Any, search: dict[str, Any]) -> str:
     return where or "TRUE"
 
 
-def ef_search(depth: int, floor: int = EF_SEARCH) -> int:
-    """``hnsw.ef_search`` for ``depth`` results: at least ``floor``, twice the depth, at most 1000 (pgvector's cap)."""
-    return max(floor, min(1000, 2 * depth))
+def ef_search(depth: int, floor: int | None = None) -> int:
+    """``hnsw.ef_search`` for ``depth`` results: at least ``floor`` (default :data:`EF_SEARCH`, read at call time
+    so a benchmark can sweep it), twice the depth, at most 1000 (pgvector's cap)."""
+    return max(EF_SEARCH if floor is None else floor, min(1000, 2 * depth))
+
+
+_ESTIMATES: dict[str, tuple[float, float]] = {}  # FROM clause -> (time, planner's row estimate)
+
+
+async def ranked_rows(conn: Any, from_sql: str, exact_sql: str, index_sql: str, args: tuple[Any, ...], limit: int,
+                      exact_below: int, ef: int) -> list[Any]:
+    """Run a ranking by the exact query or the index query, in one transaction.
+
+    Args:
+        conn: asyncpg connection.
+        from_sql: ``FROM pgstac.items WHERE ...``: the items passing the filter, for :func:`use_exact`. Counting
+            items, not their join with the descriptors, halves the cost of a count; items without descriptors
+            only make the count an upper bound.
+        exact_sql: Query ranking every candidate (its ORDER BY must not use the index).
+        index_sql: Query ranking through an HNSW index (iterative scan).
+        args: Parameters of both queries.
+        limit: Rows the page needs: an index scan returning fewer falls back to the exact query.
+        exact_below: See :func:`use_exact`; 0 forces the index (no fallback).
+        ef: ``hnsw.ef_search``.
+
+    Returns:
+        The rows of whichever query ran last.
+    """
+    async with conn.transaction():
+        # Short queries: compiling them (JIT, 95 ms here) costs more than running them.
+        await conn.execute("SET LOCAL jit = off")
+        exact = await use_exact(conn, from_sql, exact_below)
+        rows: list[Any] = []
+        if not exact:
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}; SET LOCAL hnsw.iterative_scan = relaxed_order")
+            rows = await conn.fetch(index_sql, *args)
+            # The iterative scan gives up after hnsw.max_scan_tuples: rank a page it could not fill exactly.
+            exact = exact_below > 0 and len(rows) < limit
+        if exact:
+            await _small_set_joins(conn, exact_below)
+            rows = await conn.fetch(exact_sql, *args)
+    return list(rows)
+
+
+async def _small_set_joins(conn: Any, exact_below: int) -> None:
+    """Join at most ``exact_below`` filtered rows by primary-key lookups (see :data:`NESTED_LOOP_BELOW`)."""
+    if exact_below <= NESTED_LOOP_BELOW and conn.is_in_transaction():
+        await conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
 
 
 async def use_exact(conn: Any, from_sql: str, exact_below: int, *args: Any) -> bool:
@@ -128,10 +185,21 @@ async def use_exact(conn: Any, from_sql: str, exact_below: int, *args: Any) -> b
     """
     if exact_below <= 0:
         return False
-    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 {from_sql}", *args)
-    estimate = float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+    key = from_sql + repr(args)
+    now = time.monotonic()
+    cached = _ESTIMATES.get(key)
+    if cached is not None and now - cached[0] < ESTIMATE_TTL:
+        estimate = cached[1]
+    else:
+        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 {from_sql}", *args)
+        estimate = float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+        _ESTIMATES.pop(key, None)
+        _ESTIMATES[key] = (now, estimate)
+        while len(_ESTIMATES) > 512:
+            _ESTIMATES.pop(next(iter(_ESTIMATES)))
     if estimate > ESTIMATE_MARGIN * exact_below:
         return False
+    await _small_set_joins(conn, exact_below)
     count = await conn.fetchval(f"SELECT count(*) FROM (SELECT 1 {from_sql} LIMIT {exact_below + 1}) s", *args)
     return bool(count <= exact_below)
 
@@ -147,17 +215,13 @@ async def nearest(conn: Any, kind: str, query: np.ndarray, where: str, limit: in
     # pgstac's clause names items' columns bare (collection, id...): keep it inside its own scope.
     base = (f"FROM (SELECT collection, id FROM pgstac.items WHERE {where}) i JOIN eofusion.descriptors d "
             f"ON d.collection = i.collection AND d.item_id = i.id WHERE {col} IS NOT NULL")
-    async with conn.transaction():
-        if await use_exact(conn, base, exact_below):
-            # "+ 0" keeps the planner off the index: the filtered rows are ranked exactly.
-            sql = (f"SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
-                   f"ORDER BY ({col} <-> $1::vector) + 0, i.collection, i.id LIMIT $2 OFFSET $3")
-        else:
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search(limit + offset)}")
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            # relaxed_order may return slightly out of order: re-sort the materialised candidates.
-            sql = (f"WITH c AS MATERIALIZED (SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
-                   f"ORDER BY {col} <-> $1::vector LIMIT $2::int + $3::int) "
-                   "SELECT * FROM c ORDER BY dist, collection, id LIMIT $2 OFFSET $3")
-        rows = await conn.fetch(sql, _literal(query), limit, offset)
+    # "+ 0" keeps the planner off the index: the filtered rows are ranked exactly.
+    exact_sql = (f"SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
+                 f"ORDER BY ({col} <-> $1::vector) + 0, i.collection, i.id LIMIT $2 OFFSET $3")
+    # relaxed_order may return slightly out of order: re-sort the materialised candidates.
+    index_sql = (f"WITH c AS MATERIALIZED (SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
+                 f"ORDER BY {col} <-> $1::vector LIMIT $2::int + $3::int) "
+                 "SELECT * FROM c ORDER BY dist, collection, id LIMIT $2 OFFSET $3")
+    rows = await ranked_rows(conn, f"FROM pgstac.items WHERE {where}", exact_sql, index_sql,
+                             (_literal(query), limit, offset), limit, exact_below, ef_search(limit + offset))
     return [Neighbour(r["collection"], r["id"], float(r["dist"])) for r in rows]

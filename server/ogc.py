@@ -46,6 +46,9 @@ PROCESSES: dict[str, str] = {
     "export": "plugins.export.ExportProcessor",
     "late-fusion-search": "plugins.social.LateFusionSearchProcessor",
     "tweets-near-patches": "plugins.social.TweetsNearPatchesProcessor",
+    "train-hashing": "plugins.hashing.TrainHashingProcessor",
+    "train-text2patch": "plugins.hashing.TrainText2PatchProcessor",
+    "text-search": "plugins.hashing.TextSearchProcessor",
 }
 
 

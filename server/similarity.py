@@ -1,24 +1,33 @@
 """The EOFusion similarity extension of the STAC API.
 
 ``POST /search`` accepts ``similar_to`` (an item, a raw vector, or positive/negative items) and
-``descriptor`` (fused / s1 / s2) together with every other search parameter; results are ordered
-by distance, which each item carries as ``eofusion:distance``. ``GET
+``descriptor`` (fused / s1 / s2, or ``hash``) together with every other search parameter; results are
+ordered by distance, which each item carries as ``eofusion:distance``. ``GET
 /collections/{collectionId}/items/{itemId}/similar`` is the simple case.
+
+``descriptor: "hash"`` searches the collection's active deep-hashing model (train-hashing process): the
+Hamming top candidates are re-ranked with the full descriptor the model was trained on, and results also
+carry ``eofusion:hamming``. ``q_semantic`` (free text) ranks by the collection's text-to-patch model
+(train-text2patch process) under the same filters.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import attr
+import numpy as np
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
-from catalog import similarity
+from catalog import hashing, similarity
+from catalog import text2patch as text_search
 
 SIMILARITY_CONFORMANCE = "https://w3id.org/eofusion/stac-api/similarity/v1.0.0"
-DescriptorKind = Literal["fused", "s1", "s2"]
+DescriptorKind = Literal["fused", "s1", "s2", "hash"]
 TOKEN_PREFIX = "similar:"
 
 
@@ -50,23 +59,102 @@ class SimilarTo(BaseModel):
         return self
 
 
-class SimilarityPostRequest(BaseModel):
-    """Fields the extension adds to ``POST /search``."""
+def _semantic_marker(data: dict[str, Any]) -> SimilarTo | None:
+    """``similar_to``'s default: an empty marker when ``q_semantic`` is given, else ``None``.
 
-    similar_to: SimilarTo | None = Field(default=None, description="Rank results by similarity to this")
+    stac-fastapi merges the extensions' fields into its search model but not their validators, and its client
+    hands a search to the extension only when ``similar_to`` is set: this default (computed from the fields
+    validated before it) routes ``q_semantic`` searches here without touching the client.
+    """
+    return SimilarTo.model_construct() if data.get("q_semantic") is not None else None
+
+
+class SimilarityPostRequest(BaseModel):
+    """Fields the extension adds to ``POST /search`` (``q_semantic`` is declared first: see _semantic_marker)."""
+
+    q_semantic: str | None = Field(
+        default=None, min_length=1, max_length=1000,
+        description="Free text ('sea', 'dense forest'): rank the patches of one collection (give it in "
+                    "'collections') with its text-to-patch model (train-text2patch process)")
+    similar_to: SimilarTo | None = Field(default_factory=_semantic_marker,
+                                         description="Rank results by similarity to this")
     descriptor: DescriptorKind | None = Field(
-        default=None, description="Descriptor compared: fused (S1+S2), s1 (SAR WLD) or s2 (multispectral); "
-                                  "default: the richest the reference item has (fused, s2, s1)")
+        default=None, description="Descriptor compared: fused (S1+S2), s1 (SAR WLD) or s2 (multispectral), or "
+                                  "hash (the collection's deep-hashing model: Hamming search re-ranked with the "
+                                  "descriptor it was trained on); default: the richest the reference item has "
+                                  "(fused, s2, s1)")
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """What a ranking returns: the neighbours, properties common to all results and per-result extras."""
+
+    found: list[Any]  # objects with collection, item_id, distance
+    properties: dict[str, Any]
+    per_item: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def _one_collection(body: dict[str, Any], spec: dict[str, Any], what: str) -> str:
+    """The collection whose learned model ranks a search: the one in ``collections``, else the reference's."""
+    cols = body.get("collections") or []
+    if len(cols) > 1:
+        raise similarity.SimilarityError(f"{what} searches one collection at a time (with that collection's model): "
+                                         f"give a single collection in 'collections', got {len(cols)}")
+    if cols:
+        return str(cols[0])
+    ref = spec.get("collection") or (spec.get("positive") or [{}])[0].get("collection")
+    if ref:
+        return str(ref)
+    raise similarity.SimilarityError(f"{what} needs 'collections' with the collection whose model ranks the results")
+
+
+async def _hash_ranking(conn: Any, body: dict[str, Any], spec: dict[str, Any], limit: int, offset: int) -> Ranked:
+    """Hamming search with the collection's active hashing model, re-ranked with its full descriptor."""
+    collection = _one_collection(body, spec, "descriptor 'hash'")
+    stored = await hashing.active_hash_model_async(conn, collection)
+    if stored is None:
+        raise similarity.SimilarityError(f"collection {collection!r} has no hashing model: train one with the "
+                                         "train-hashing process (POST /ogc/processes/train-hashing/execution)")
+    model = await hashing.load_hasher(conn, stored)
+    query = await similarity.query_vector(conn, stored.descriptor, spec)
+    code = model.encode_text(query.astype(np.float32))[0]
+    where = await similarity.where_clause(conn, {"collections": [collection], **body})
+    found = await hashing.hamming_nearest(conn, stored, code, query, where, limit, offset)
+    return Ranked(found, {"eofusion:descriptor": "hash", "eofusion:hash_descriptor": stored.descriptor,
+                          "eofusion:model": stored.stac_item_id or str(stored.id)},
+                  {(n.collection, n.item_id): {"eofusion:hamming": n.hamming} for n in found})
+
+
+async def _text_ranking(conn: Any, body: dict[str, Any], text: str, limit: int, offset: int) -> Ranked:
+    """Rank by the collection's text-to-patch model."""
+    collection = _one_collection(body, {}, "q_semantic")
+    stored = await text_search.active_text2patch_model_async(conn, collection)
+    if stored is None:
+        raise similarity.SimilarityError(f"collection {collection!r} has no text-to-patch model: train one with the "
+                                         "train-text2patch process (POST /ogc/processes/train-text2patch/execution)")
+    model = await text_search.load_text2patch(conn, stored)
+    # The sentence encoder is CPU-bound (and loads once, for seconds): keep it off the event loop.
+    query = await asyncio.to_thread(text_search.embed_text, model, text)
+    where = await similarity.where_clause(conn, {"collections": [collection], **body})
+    found = await text_search.text_nearest(conn, stored, query, where, limit, offset)
+    return Ranked(found, {"eofusion:descriptor": "text2patch", "eofusion:model": stored.stac_item_id or str(stored.id)})
 
 
 async def similar_search(client: Any, search_request: Any, request: Request) -> dict[str, Any]:
-    """Run a search with ``similar_to``: rank by distance under the search's filters, then hydrate.
+    """Run a search with ``similar_to`` or ``q_semantic``: rank under the search's filters, then hydrate.
 
     Raises:
-        HTTPException: 400 with a clear message for a bad vector, unknown item or descriptor.
+        HTTPException: 400 with a clear message for a bad vector, unknown item or descriptor, or a collection
+            without the learned model the search needs.
     """
+    text = getattr(search_request, "q_semantic", None)
+    if text is not None and ("similar_to" in search_request.model_fields_set or search_request.descriptor):
+        raise HTTPException(status_code=400, detail="q_semantic ranks with the collection's text-to-patch model: "
+                                                    "give it without similar_to and descriptor")
     spec = search_request.similar_to.model_dump()
     body = json.loads(search_request.model_dump_json(exclude_none=True, by_alias=True))
+    if text is not None:
+        body.pop("similar_to", None)  # the routing marker, not the client's
     token = body.pop("token", None) or ""
     offset = int(token[len(TOKEN_PREFIX):]) if token.startswith(TOKEN_PREFIX) and token[len(TOKEN_PREFIX):].isdigit() \
         else 0
@@ -74,29 +162,39 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
     try:
         async with request.app.state.get_connection(request, "r") as conn:
             kind = search_request.descriptor
-            if kind is None:
-                ref = spec.get("item") and (spec["collection"], spec["item"])
-                ref = ref or (spec.get("positive") and (spec["positive"][0]["collection"], spec["positive"][0]["item"]))
-                kind = await similarity.default_kind(conn, *ref) if ref else None
-            if kind is None:
-                raise similarity.SimilarityError("give descriptor (fused, s1 or s2) with a raw vector")
-            query = await similarity.query_vector(conn, kind, spec)
-            where = await similarity.where_clause(conn, body)
-            found = await similarity.nearest(conn, kind, query, where, limit, offset)
-    except similarity.SimilarityError as err:
+            if text is not None:
+                ranked = await _text_ranking(conn, body, text, limit, offset)
+            elif kind == "hash":
+                ranked = await _hash_ranking(conn, body, spec, limit, offset)
+            else:
+                if kind is None:
+                    ref = spec.get("item") and (spec["collection"], spec["item"])
+                    ref = ref or (spec.get("positive") and (spec["positive"][0]["collection"],
+                                                            spec["positive"][0]["item"]))
+                    kind = await similarity.default_kind(conn, *ref) if ref else None
+                if kind is None:
+                    raise similarity.SimilarityError("give descriptor (fused, s1, s2 or hash) with a raw vector")
+                query = await similarity.query_vector(conn, kind, spec)
+                where = await similarity.where_clause(conn, body)
+                ranked = Ranked(await similarity.nearest(conn, kind, query, where, limit, offset),
+                                {"eofusion:descriptor": kind})
+    except (similarity.SimilarityError, hashing.HashingError) as err:
         raise HTTPException(status_code=400, detail=str(err)) from err
+    found = ranked.found
     hydrate = search_request.model_copy(update={
         "ids": [n.item_id for n in found] or ["\x00no-match"], "collections": sorted({n.collection for n in found})
         or None, "limit": max(1, len(found)), "bbox": None, "intersects": None, "datetime": None,
-        "filter": None, "similar_to": None, "token": None})
+        "filter": None, "similar_to": None, "q_semantic": None, "token": None})
     page = await client._search_base(hydrate, request=request)
     by_key = {(f.get("collection"), f["id"]): f for f in page.get("features", [])}
     features = []
     for n in found:
         feature = by_key.get((n.collection, n.item_id))
         if feature is not None:
-            feature.setdefault("properties", {})["eofusion:distance"] = n.distance
-            feature["properties"]["eofusion:descriptor"] = kind
+            props = feature.setdefault("properties", {})
+            props["eofusion:distance"] = n.distance
+            props.update(ranked.properties)
+            props.update(ranked.per_item.get((n.collection, n.item_id), {}))
             features.append(feature)
     base = str(request.base_url).rstrip("/")
     links: list[dict[str, Any]] = [{"rel": "root", "type": "application/json", "href": f"{base}/stac/"},

@@ -153,3 +153,19 @@ def test_hnsw_path_equals_exact_path_and_fills_the_limit_under_a_selective_filte
     assert recall >= 0.9
     highway = len(list((EUROSAT / "Highway").glob("*.tif")))
     assert len(filtered) == highway and all(n.item_id.startswith("Highway") for n in filtered)
+
+
+def test_exact_or_hnsw_choice_asks_the_planner_then_counts_with_a_cap(db_url: str, archives: dict) -> None:
+    """use_exact answers like a count of the filtered rows would, whatever the planner's estimate."""
+    async def run() -> list[bool]:
+        conn = await asyncpg.connect(db_url, server_settings={"search_path": "pgstac,public"})
+        try:
+            where = await similarity.where_clause(conn, {"collections": ["eurosat"]})
+            base = (f"FROM (SELECT collection, id FROM pgstac.items WHERE {where}) i JOIN eofusion.descriptors d "
+                    "ON d.collection = i.collection AND d.item_id = i.id WHERE d.s2 IS NOT NULL")
+            n = archives["eurosat"].patches
+            return [await similarity.use_exact(conn, base, below) for below in (0, 10, n - 1, n, 10**6)]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == [False, False, False, True, True]
