@@ -19,7 +19,7 @@ import json
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -239,24 +239,43 @@ class HashNeighbour:
     hamming: int
 
 
-async def active_hash_model_async(conn: Any, collection: str) -> StoredModel | None:
-    """:func:`active_hash_model` on an asyncpg connection."""
-    row = await conn.fetchrow(f"SELECT {MODEL_COLUMNS.format(size='bits')} FROM eofusion.hash_models "
+#: The table of each model family.
+MODEL_TABLES: dict[str, tuple[str, str]] = {"hash": ("eofusion.hash_models", "bits"),
+                                            "text2patch": ("eofusion.text2patch_models", "dim")}
+
+
+async def active_model_async(conn: Any, family: Literal["hash", "text2patch"], collection: str
+                             ) -> StoredModel | None:
+    """The active model of a family for a collection, on an asyncpg connection (``None`` if it has none)."""
+    table, size = MODEL_TABLES[family]
+    row = await conn.fetchrow(f"SELECT {MODEL_COLUMNS.format(size=size)} FROM {table} "
                               "WHERE collection = $1 AND active", collection)
     return stored_model(row) if row else None
 
 
-async def load_hasher(conn: Any, stored: StoredModel) -> DeepHasher:
-    """The network of a stored model (deserialised once per process)."""
+async def load_model(conn: Any, family: Literal["hash", "text2patch"], stored: StoredModel,
+                     loader: Callable[[bytes], Any]) -> Any:
+    """The network of a stored model, deserialised by ``loader`` once per process."""
     cached = MODELS.get(stored.id)
     if cached is None:
-        blob = await conn.fetchval("SELECT model FROM eofusion.hash_models WHERE id = $1", stored.id)
+        blob = await conn.fetchval(f"SELECT model FROM {MODEL_TABLES[family][0]} WHERE id = $1", stored.id)
         if blob is None:
-            raise HashingError(f"hashing model {stored.id} is gone")
-        cached = DeepHasher.load(bytes(blob))
+            raise HashingError(f"{family} model {stored.id} is gone")
+        cached = loader(bytes(blob))
         MODELS.put(stored.id, cached)
-    assert isinstance(cached, DeepHasher)
     return cached
+
+
+async def active_hash_model_async(conn: Any, collection: str) -> StoredModel | None:
+    """:func:`active_hash_model` on an asyncpg connection."""
+    return await active_model_async(conn, "hash", collection)
+
+
+async def load_hasher(conn: Any, stored: StoredModel) -> DeepHasher:
+    """The network of a stored model (deserialised once per process)."""
+    model = await load_model(conn, "hash", stored, DeepHasher.load)
+    assert isinstance(model, DeepHasher)
+    return model
 
 
 def vector_literal(vec: NDArray[np.floating]) -> str:

@@ -204,6 +204,26 @@ async def use_exact(conn: Any, from_sql: str, exact_below: int, *args: Any) -> b
     return bool(count <= exact_below)
 
 
+def ranking_sql(base: str, dist: str) -> tuple[str, str]:
+    """The exact and the index query ranking ``base``'s rows by ``dist`` (parameters: $2 limit, $3 offset).
+
+    Args:
+        base: ``FROM ... WHERE ...`` naming the items ``i`` (columns collection, id).
+        dist: The distance expression, which an HNSW index over ``base`` can order by.
+
+    Returns:
+        ``(exact_sql, index_sql)`` for :func:`ranked_rows`.
+    """
+    # "+ 0" keeps the planner off the index: the filtered rows are ranked exactly.
+    exact_sql = (f"SELECT i.collection, i.id, {dist} AS dist {base} "
+                 f"ORDER BY {dist} + 0, i.collection, i.id LIMIT $2 OFFSET $3")
+    # relaxed_order may return slightly out of order: re-sort the materialised candidates.
+    index_sql = (f"WITH c AS MATERIALIZED (SELECT i.collection, i.id, {dist} AS dist {base} "
+                 f"ORDER BY {dist} LIMIT $2::int + $3::int) SELECT * FROM c ORDER BY dist, collection, id "
+                 "LIMIT $2 OFFSET $3")
+    return exact_sql, index_sql
+
+
 async def nearest(conn: Any, kind: str, query: np.ndarray, where: str, limit: int, offset: int = 0,
                   exact_below: int = EXACT_BELOW) -> list[Neighbour]:
     """The ``limit`` items nearest to ``query`` (after ``offset``) among those passing ``where``.
@@ -215,13 +235,6 @@ async def nearest(conn: Any, kind: str, query: np.ndarray, where: str, limit: in
     # pgstac's clause names items' columns bare (collection, id...): keep it inside its own scope.
     base = (f"FROM (SELECT collection, id FROM pgstac.items WHERE {where}) i JOIN eofusion.descriptors d "
             f"ON d.collection = i.collection AND d.item_id = i.id WHERE {col} IS NOT NULL")
-    # "+ 0" keeps the planner off the index: the filtered rows are ranked exactly.
-    exact_sql = (f"SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
-                 f"ORDER BY ({col} <-> $1::vector) + 0, i.collection, i.id LIMIT $2 OFFSET $3")
-    # relaxed_order may return slightly out of order: re-sort the materialised candidates.
-    index_sql = (f"WITH c AS MATERIALIZED (SELECT i.collection, i.id, {col} <-> $1::vector AS dist {base} "
-                 f"ORDER BY {col} <-> $1::vector LIMIT $2::int + $3::int) "
-                 "SELECT * FROM c ORDER BY dist, collection, id LIMIT $2 OFFSET $3")
-    rows = await ranked_rows(conn, f"FROM pgstac.items WHERE {where}", exact_sql, index_sql,
+    rows = await ranked_rows(conn, f"FROM pgstac.items WHERE {where}", *ranking_sql(base, f"({col} <-> $1::vector)"),
                              (_literal(query), limit, offset), limit, exact_below, ef_search(limit + offset))
     return [Neighbour(r["collection"], r["id"], float(r["dist"])) for r in rows]

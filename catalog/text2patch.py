@@ -26,15 +26,16 @@ from psycopg.types.json import Jsonb
 from catalog.hashing import (
     KINDS,
     MODEL_COLUMNS,
-    MODELS,
     HashingError,
     LabelSource,
     StoredModel,
     activate_model,
+    active_model_async,
+    load_model,
     stored_model,
     vector_literal,
 )
-from catalog.similarity import EXACT_BELOW, Neighbour, ef_search, ranked_rows
+from catalog.similarity import EXACT_BELOW, Neighbour, ef_search, ranked_rows, ranking_sql
 from eofusion.text2patch import EUROSAT_CLASS_TEXTS, ClassText, Text2PatchModel, load_catalogue
 
 #: Dimension of the shared space (the typed column ``vector(64)``).
@@ -131,22 +132,14 @@ def active_text2patch_model(conn: psycopg.Connection, collection: str) -> Stored
 
 async def active_text2patch_model_async(conn: Any, collection: str) -> StoredModel | None:
     """:func:`active_text2patch_model` on an asyncpg connection."""
-    row = await conn.fetchrow(f"SELECT {MODEL_COLUMNS.format(size='dim')} FROM eofusion.text2patch_models "
-                              "WHERE collection = $1 AND active", collection)
-    return stored_model(row) if row else None
+    return await active_model_async(conn, "text2patch", collection)
 
 
 async def load_text2patch(conn: Any, stored: StoredModel) -> Text2PatchModel:
     """The network of a stored model (deserialised once per process)."""
-    cached = MODELS.get(stored.id)
-    if cached is None:
-        blob = await conn.fetchval("SELECT model FROM eofusion.text2patch_models WHERE id = $1", stored.id)
-        if blob is None:
-            raise HashingError(f"text-to-patch model {stored.id} is gone")
-        cached = Text2PatchModel.load(bytes(blob))
-        MODELS.put(stored.id, cached)
-    assert isinstance(cached, Text2PatchModel)
-    return cached
+    model = await load_model(conn, "text2patch", stored, Text2PatchModel.load)
+    assert isinstance(model, Text2PatchModel)
+    return model
 
 
 def embed_text(model: Text2PatchModel, text: str) -> NDArray[np.float32]:
@@ -174,12 +167,7 @@ async def text_nearest(conn: Any, stored: StoredModel, query: NDArray[np.floatin
     """
     base = (f"FROM (SELECT collection, id FROM pgstac.items WHERE {where}) i JOIN eofusion.text2patch_embeddings e "
             f"ON e.collection = i.collection AND e.item_id = i.id WHERE e.model_id = '{stored.id}'::uuid")
-    dist = "(e.embedding <=> $1::vector)"
-    exact_sql = (f"SELECT i.collection, i.id, {dist} AS dist {base} "
-                 f"ORDER BY {dist} + 0, i.collection, i.id LIMIT $2 OFFSET $3")
-    index_sql = (f"WITH c AS MATERIALIZED (SELECT i.collection, i.id, {dist} AS dist {base} "
-                 f"ORDER BY {dist} LIMIT $2::int + $3::int) SELECT * FROM c ORDER BY dist, collection, id "
-                 "LIMIT $2 OFFSET $3")
-    rows = await ranked_rows(conn, f"FROM pgstac.items WHERE {where}", exact_sql, index_sql,
+    rows = await ranked_rows(conn, f"FROM pgstac.items WHERE {where}",
+                             *ranking_sql(base, "(e.embedding <=> $1::vector)"),
                              (vector_literal(query), limit, offset), limit, exact_below, ef_search(limit + offset))
     return [Neighbour(r["collection"], r["id"], float(r["dist"])) for r in rows]

@@ -14,6 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from numpy.typing import NDArray
 from catalog import hashing as hash_store
 from catalog import model_items
 from catalog import text2patch as text_store
+from catalog.hashing import LabelSource
 from catalog.sessions import pool_descriptors
 from eofusion.evaluation.retrieval import precision_at_k
 from eofusion.hashing import DeepHasher, HashingConfig, hamming_distances, pairwise_distances, train_hashing
@@ -305,6 +307,27 @@ def text2patch_precision(model: Text2PatchModel, x: NDArray[np.float32], labels:
 # -- processes ----------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class TrainingInputs:
+    """Inputs both training processes take (validated)."""
+
+    collection: str
+    epochs: int
+    source: LabelSource
+    holdout: float
+    seed: int
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> TrainingInputs:
+        """Validate the common inputs; 400 (InputError) with the reason when one is wrong."""
+        inputs = cls(collection=require(data, "collection", str), epochs=_int(data, "epochs", 300, 1, MAX_EPOCHS),
+                     source=_choice(data, "labels", "ground_truth", LABEL_SOURCES), holdout=_holdout(data),
+                     seed=_int(data, "seed", 0, 0, 2**31 - 1))
+        if data.get("descriptor") is not None:
+            _choice(data, "descriptor", None, KINDS)
+        return inputs
+
+
 class _TrainingProcessor(EOFusionProcessor):
     """Shared input handling of the training processes."""
 
@@ -326,15 +349,11 @@ class TrainHashingProcessor(_TrainingProcessor):
 
     def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
         """Train on the labelled patches, encode the collection, store and publish; returns ids and metrics."""
-        collection = require(data, "collection", str)
+        common = TrainingInputs.parse(data)
+        collection, epochs, source, holdout, seed = (common.collection, common.epochs, common.source, common.holdout,
+                                                     common.seed)
         bits = _choice(data, "bits", 64, hash_store.BITS)
-        epochs = _int(data, "epochs", 300, 1, MAX_EPOCHS)
-        source = _choice(data, "labels", "ground_truth", LABEL_SOURCES)
         level = _choice(data, "label_level", 2, (1, 2))
-        holdout = _holdout(data)
-        seed = _int(data, "seed", 0, 0, 2**31 - 1)
-        if data.get("descriptor") is not None:
-            _choice(data, "descriptor", None, KINDS)
         with self.connect() as conn:
             _check_collection(conn, collection)
             kind = _descriptor(conn, collection, data)
@@ -399,13 +418,9 @@ class TrainText2PatchProcessor(_TrainingProcessor):
         """Train on labelled patches and label texts, embed the collection, store and publish."""
         from eofusion.text2patch.encoder import default_encoder
 
-        collection = require(data, "collection", str)
-        epochs = _int(data, "epochs", 300, 1, MAX_EPOCHS)
-        source = _choice(data, "labels", "ground_truth", LABEL_SOURCES)
-        holdout = _holdout(data)
-        seed = _int(data, "seed", 0, 0, 2**31 - 1)
-        if data.get("descriptor") is not None:
-            _choice(data, "descriptor", None, KINDS)
+        common = TrainingInputs.parse(data)
+        collection, epochs, source, holdout, seed = (common.collection, common.epochs, common.source, common.holdout,
+                                                     common.seed)
         with self.connect() as conn:
             _check_collection(conn, collection)
             kind = _descriptor(conn, collection, data)
