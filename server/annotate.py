@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
+
+from server.static_pages import CSS, HTML, JS, NO_CACHE, add_asset_route
 
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "annotate"
 ASSET_PREFIX = "/annotate/static"
-_MEDIA_TYPES = {
-    "annotate.js": "text/javascript; charset=utf-8",
-    "annotate.css": "text/css; charset=utf-8",
-}
-_HEADERS = {"Cache-Control": "no-cache"}
+_MEDIA_TYPES = {"annotate.js": JS, "annotate.css": CSS}
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,23 +28,7 @@ async def annotate_page() -> FileResponse:
     Returns:
         The HTML page; its scripts and styles load from ``/annotate/static/``.
     """
-    return FileResponse(STATIC_DIR / "annotate.html", media_type="text/html; charset=utf-8", headers=_HEADERS)
+    return FileResponse(STATIC_DIR / "annotate.html", media_type=HTML, headers=NO_CACHE)
 
 
-@router.get(ASSET_PREFIX + "/{name}")
-async def annotate_asset(name: str) -> FileResponse:
-    """A script or style sheet of the page.
-
-    Args:
-        name: File name; only the page's own files are served.
-
-    Returns:
-        The file.
-
-    Raises:
-        HTTPException: 404 for any other name.
-    """
-    media_type = _MEDIA_TYPES.get(name)
-    if media_type is None:
-        raise HTTPException(404, f"no such file: {name!r}")
-    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=_HEADERS)
+add_asset_route(router, ASSET_PREFIX, STATIC_DIR, _MEDIA_TYPES)

@@ -33,6 +33,7 @@ from server.labels_api import labels_router
 from server.ogc import OGC_PREFIX, build_ogc_app
 from server.similarity import SimilarityExtension
 from server.stac_client import EOFusionCoreClient
+from server.static_pages import common_router
 from server.tiles import tiles_router
 from server.viewer import router as viewer_router
 
@@ -119,6 +120,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     app.include_router(pages.router)
     app.include_router(viewer_router)
     app.include_router(annotate.router)
+    app.include_router(common_router)
     files_dir = settings.data_dir / "files"
     files_dir.mkdir(parents=True, exist_ok=True)
     # Files that processes write (validation reports, exports), downloadable as they are.

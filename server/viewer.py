@@ -16,17 +16,15 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from server.static_pages import CSS, HTML, JS, NO_CACHE, add_asset_route
+
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "viewer"
 VENDOR_DIR = STATIC_DIR / "vendor" / "leaflet"
 ASSET_PREFIX = "/viewer/static"
 VENDOR_PREFIX = "/viewer/vendor/leaflet"
 VENDOR_FILES = ("leaflet.js", "leaflet.css", "images/layers.png", "images/marker-icon.png")
-_MEDIA_TYPES = {
-    "viewer.js": "text/javascript; charset=utf-8",
-    "viewer.css": "text/css; charset=utf-8",
-}
-_VENDOR_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".png": "image/png"}
-_HEADERS = {"Cache-Control": "no-cache"}
+_MEDIA_TYPES = {"viewer.js": JS, "viewer.css": CSS}
+_VENDOR_TYPES = {".js": JS, ".css": CSS, ".png": "image/png"}
 
 router = APIRouter(include_in_schema=False)
 
@@ -75,26 +73,10 @@ async def viewer_page() -> Response:
     missing = missing_vendor_files()
     if missing:
         return unavailable_page(missing)
-    return FileResponse(STATIC_DIR / "viewer.html", media_type="text/html; charset=utf-8", headers=_HEADERS)
+    return FileResponse(STATIC_DIR / "viewer.html", media_type=HTML, headers=NO_CACHE)
 
 
-@router.get(ASSET_PREFIX + "/{name}")
-async def viewer_asset(name: str) -> FileResponse:
-    """A script or style sheet of the page.
-
-    Args:
-        name: File name; only the page's own files are served.
-
-    Returns:
-        The file.
-
-    Raises:
-        HTTPException: 404 for any other name.
-    """
-    media_type = _MEDIA_TYPES.get(name)
-    if media_type is None:
-        raise HTTPException(404, f"no such file: {name!r}")
-    return FileResponse(STATIC_DIR / name, media_type=media_type, headers=_HEADERS)
+add_asset_route(router, ASSET_PREFIX, STATIC_DIR, _MEDIA_TYPES)
 
 
 @router.get(VENDOR_PREFIX + "/{path:path}")

@@ -11,15 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
+from tests.browser import PNG_SIGNATURE, open_page
 from tests.conftest import API_KEY, Server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
 ROUND_URL = "/ogc/processes/active-learning-round/execution"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def tile(page: Page, grid: str, item: str) -> Any:
@@ -77,108 +74,91 @@ def test_annotation_page_rounds_and_accept(server: Server, archives: dict, tmp_p
         sealake = sorted(i for i, labels in truth.items() if "SeaLake" in labels)[0]
         assert {"Forest"} <= set(truth["Forest_1031"]) and {"Forest"} <= set(truth["Forest_1075"])
 
-        errors: list[dict[str, Any]] = []
-        page_errors: list[str] = []
-
-        def on_console(msg: ConsoleMessage) -> None:
-            if msg.type == "error":
-                errors.append({"text": msg.text, "url": msg.location.get("url", "")})
-
         shot = tmp_path / "annotate.png"
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.set_default_timeout(20_000)
-                expect.set_options(timeout=20_000)  # a busy machine renders and ranks slower than 5 s
-                page.on("console", on_console)
-                page.on("pageerror", lambda err: page_errors.append(str(err)))
-                page.goto(server.url + "/annotate")
-                expect(page.locator("body")).to_have_attribute("data-ready", "true")
-                assert page.title().startswith("EOFusion")
-                pools = page.eval_on_selector_all("#pool option", "os => os.map((o) => o.value)")
-                assert "eurosat" in pools and "ben" in pools and "annotations" not in pools
-                labels = page.eval_on_selector_all("#label option", "os => os.map((o) => o.value)")
-                assert "Forest" in labels and any(v.startswith("Forest / ") for v in labels)
+        with open_page(server.url + "/annotate", 1400, 1000, 20_000) as opened:
+            page, errors, page_errors = opened.page, opened.errors, opened.page_errors
+            assert page.title().startswith("EOFusion")
+            pools = page.eval_on_selector_all("#pool option", "os => os.map((o) => o.value)")
+            assert "eurosat" in pools and "ben" in pools and "annotations" not in pools
+            labels = page.eval_on_selector_all("#label option", "os => os.map((o) => o.value)")
+            assert "Forest" in labels and any(v.startswith("Forest / ") for v in labels)
 
-                page.fill("#api-key", API_KEY)
-                assert page.evaluate("sessionStorage.getItem('eofusion.apiKey')") == API_KEY
-                page.select_option("#pool", "eurosat")
-                page.select_option("#descriptor", "s2")
+            page.fill("#api-key", API_KEY)
+            assert page.evaluate("sessionStorage.getItem('eofusion.apiKey')") == API_KEY
+            page.select_option("#pool", "eurosat")
+            page.select_option("#descriptor", "s2")
 
-                # A round without any positive mark: the server's 400 is shown, not swallowed.
-                n = len(errors)
-                page.click("#run-round")
-                expect(page.locator("#message")).to_be_visible()
-                expect(page.locator("#message")).to_contain_text("feedback is empty")
-                provoked(page, errors, n, 400)
+            # A round without any positive mark: the server's 400 is shown, not swallowed.
+            n = len(errors)
+            page.click("#run-round")
+            expect(page.locator("#message")).to_be_visible()
+            expect(page.locator("#message")).to_contain_text("feedback is empty")
+            provoked(page, errors, n, 400)
 
-                # Seed: two real Forest patches positive, one SeaLake negative; keyboard works too.
-                find_seeds(page, "Forest_10", "Forest_1031")
-                mark(page, "seed-grid", "Forest_1031", True)
-                forest2 = tile(page, "seed-grid", "Forest_1075")
-                for _ in range(3):  # a full cycle: positive, negative, unmarked
-                    forest2.click()
-                expect(forest2).to_have_attribute("data-mark", "none")
-                forest2.focus()
-                page.keyboard.press("p")
-                expect(forest2).to_have_attribute("data-mark", "pos")
-                find_seeds(page, sealake, sealake)
-                mark(page, "seed-grid", sealake, False)
-                expect(page.locator("#mark-counts")).to_contain_text("2 positive, 1 negative")
-                assert page.locator("#map rect.fp-pos").count() == 2  # marked patches stay on the map
-                assert page.locator("#map rect.fp-neg").count() == 1
+            # Seed: two real Forest patches positive, one SeaLake negative; keyboard works too.
+            find_seeds(page, "Forest_10", "Forest_1031")
+            mark(page, "seed-grid", "Forest_1031", True)
+            forest2 = tile(page, "seed-grid", "Forest_1075")
+            for _ in range(3):  # a full cycle: positive, negative, unmarked
+                forest2.click()
+            expect(forest2).to_have_attribute("data-mark", "none")
+            forest2.focus()
+            page.keyboard.press("p")
+            expect(forest2).to_have_attribute("data-mark", "pos")
+            find_seeds(page, sealake, sealake)
+            mark(page, "seed-grid", sealake, False)
+            expect(page.locator("#mark-counts")).to_contain_text("2 positive, 1 negative")
+            assert page.locator("#map rect.fp-pos").count() == 2  # marked patches stay on the map
+            assert page.locator("#map rect.fp-neg").count() == 1
 
-                # A wrong API key: 403 shown.
-                page.fill("#api-key", "wrong-key")
-                n = len(errors)
-                page.click("#run-round")
-                expect(page.locator("#message")).to_contain_text("403")
-                expect(page.locator("#message")).to_contain_text("not valid")
-                assert page.locator("#round-no").inner_text() == "0"
-                provoked(page, errors, n, 403)
-                page.fill("#api-key", API_KEY)
+            # A wrong API key: 403 shown.
+            page.fill("#api-key", "wrong-key")
+            n = len(errors)
+            page.click("#run-round")
+            expect(page.locator("#message")).to_contain_text("403")
+            expect(page.locator("#message")).to_contain_text("not valid")
+            assert page.locator("#round-no").inner_text() == "0"
+            provoked(page, errors, n, 403)
+            page.fill("#api-key", API_KEY)
 
-                # Round 1.
-                page.click("#run-round")
-                wait_round(page, 1)
-                session = page.locator("#session-id").inner_text()
-                assert len(session) == 36
-                widths = page.evaluate("[...document.querySelectorAll('#query-grid img')].map((i) => i.naturalWidth)")
-                assert widths and all(w > 0 for w in widths), widths
-                top_widths = page.evaluate("[...document.querySelectorAll('#top-grid img')]"
-                                           ".map((i) => i.complete ? i.naturalWidth : -1)")
-                assert top_widths and not any(w == 0 for w in top_widths), top_widths
-                scores = page.eval_on_selector_all("#query-grid .tile-score", "els => els.map((e) => e.textContent)")
-                assert scores and all(s.startswith("score ") for s in scores)
-                queries = page.eval_on_selector_all("#query-grid .tile", "els => els.map((e) => e.dataset.item)")
-                assert queries and not {"Forest_1031", "Forest_1075", sealake} & set(queries)
-                expect(page.locator("#map rect.fp-query")).to_have_count(len(queries))
-                assert page.locator("#map rect.fp-pos").count() == 2
-                assert page.locator("#map rect.fp-neg").count() == 1
+            # Round 1.
+            page.click("#run-round")
+            wait_round(page, 1)
+            session = page.locator("#session-id").inner_text()
+            assert len(session) == 36
+            widths = page.evaluate("[...document.querySelectorAll('#query-grid img')].map((i) => i.naturalWidth)")
+            assert widths and all(w > 0 for w in widths), widths
+            top_widths = page.evaluate("[...document.querySelectorAll('#top-grid img')]"
+                                       ".map((i) => i.complete ? i.naturalWidth : -1)")
+            assert top_widths and not any(w == 0 for w in top_widths), top_widths
+            scores = page.eval_on_selector_all("#query-grid .tile-score", "els => els.map((e) => e.textContent)")
+            assert scores and all(s.startswith("score ") for s in scores)
+            queries = page.eval_on_selector_all("#query-grid .tile", "els => els.map((e) => e.dataset.item)")
+            assert queries and not {"Forest_1031", "Forest_1075", sealake} & set(queries)
+            expect(page.locator("#map rect.fp-query")).to_have_count(len(queries))
+            assert page.locator("#map rect.fp-pos").count() == 2
+            assert page.locator("#map rect.fp-neg").count() == 1
 
-                # Round 2: the queries answered from the archive's ground truth.
-                for item in queries:
-                    mark(page, "query-grid", item, "Forest" in truth[item])
-                page.click("#run-round")
-                wait_round(page, 2)
-                assert page.locator("#session-id").inner_text() == session
-                expect(page.locator("#mark-counts")).not_to_contain_text("to send")
-                top = page.eval_on_selector_all("#top-grid .tile", "els => els.map((e) => e.dataset.item)")
-                assert sum("Forest" in truth[i] for i in top[:10]) >= 6, [truth[i] for i in top[:10]]
+            # Round 2: the queries answered from the archive's ground truth.
+            for item in queries:
+                mark(page, "query-grid", item, "Forest" in truth[item])
+            page.click("#run-round")
+            wait_round(page, 2)
+            assert page.locator("#session-id").inner_text() == session
+            expect(page.locator("#mark-counts")).not_to_contain_text("to send")
+            top = page.eval_on_selector_all("#top-grid .tile", "els => els.map((e) => e.dataset.item)")
+            assert sum("Forest" in truth[i] for i in top[:10]) >= 6, [truth[i] for i in top[:10]]
 
-                # Accept with the level-1 label "Forest".
-                page.select_option("#label", "Forest")
-                page.click("#accept")
-                result = page.locator("#accept-result")
-                expect(result).to_contain_text("annotations written", timeout=30_000)
-                written = int(result.get_attribute("data-annotated") or "0")
-                assert written >= 2 and f"{written} annotations written" in result.inner_text()
-                expect(page.locator("#message")).to_be_hidden()
+            # Accept with the level-1 label "Forest".
+            page.select_option("#label", "Forest")
+            page.click("#accept")
+            result = page.locator("#accept-result")
+            expect(result).to_contain_text("annotations written", timeout=30_000)
+            written = int(result.get_attribute("data-annotated") or "0")
+            assert written >= 2 and f"{written} annotations written" in result.inner_text()
+            expect(page.locator("#message")).to_be_hidden()
 
-                page.screenshot(path=str(shot), full_page=True)
-            finally:
-                browser.close()
+            page.screenshot(path=str(shot), full_page=True)
 
         data = shot.read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000

@@ -21,20 +21,17 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from server import viewer
+from tests.browser import PNG_SIGNATURE, open_page
 from tests.conftest import DEMO_COLLECTION, ROOT, SCENE_ID, SHARED, Server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
 FUSION_URL = "/ogc/processes/late-fusion-search/execution"
 POSTS = "viewer-posts"
 EVENT = "2013_Colorado_floods"
 QUERY: dict[str, Any] = {"text": "flooding in Boulder", "datetime": "2013-09-12T12:00:00Z", "lon": -105.27,
                          "lat": 40.01}
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RANK = re.compile(r"\b(text|embedding|time|place): rank (\d+)\b")
 
 
@@ -96,11 +93,13 @@ def test_viewer_files_and_links(posts: Ingest, server: Server) -> None:
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         html = page.text
         assert "/viewer/vendor/leaflet/leaflet.js" in html and "//unpkg" not in html and "cdn" not in html.lower()
-        for path in ("/viewer/static/viewer.js", "/viewer/static/viewer.css", "/viewer/vendor/leaflet/leaflet.js",
+        for path in ("/viewer/static/viewer.js", "/viewer/static/viewer.css", "/static/common/eofusion.js",
+                     "/viewer/vendor/leaflet/leaflet.js",
                      "/viewer/vendor/leaflet/leaflet.css", "/viewer/vendor/leaflet/images/layers.png"):
             assert client.get(path).status_code == 200, path
         assert client.get("/viewer/vendor/leaflet/images/layers.png").content.startswith(PNG_SIGNATURE)
-        for path in ("/viewer/static/package.json", "/viewer/vendor/leaflet/..%2F..%2Fviewer.html",
+        for path in ("/viewer/static/package.json", "/static/common/..%2Fviewer%2Fviewer.html",
+                     "/viewer/vendor/leaflet/..%2F..%2Fviewer.html",
                      "/viewer/vendor/leaflet/.package.json", "/viewer/vendor/leaflet/nope.js"):
             assert client.get(path).status_code == 404, path
         links = client.get("/", params={"f": "json"}).json()["links"]
@@ -126,92 +125,75 @@ def test_viewer_map_imagery_patches_and_fused_posts(posts: Ingest, server: Serve
     report = posts.wait()
     assert report["stored"] > 500 and report["located"] > 300 and report["embedded"] == report["stored"]
     started = time.monotonic()
-    errors: list[dict[str, str]] = []
-    page_errors: list[str] = []
-
-    def on_console(msg: ConsoleMessage) -> None:
-        if msg.type == "error":
-            errors.append({"text": msg.text, "url": msg.location.get("url", "")})
-
     shot = tmp_path / "viewer.png"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(30_000)
-            expect.set_options(timeout=30_000)  # a busy machine renders and embeds slower than 5 s
-            page.on("console", on_console)
-            page.on("pageerror", lambda err: page_errors.append(str(err)))
-            page.goto(server.url + "/viewer")
-            expect(page.locator("body")).to_have_attribute("data-ready", "true")
-            assert page.title().startswith("EOFusion")
-            expect(page.locator("#map.leaflet-container")).to_have_count(1)
-            expect(page.locator("#message")).to_be_hidden()
-            overlays = page.locator(".leaflet-control-layers-overlays").inner_text()
-            assert "Patch outlines" in overlays and "Fused posts" in overlays
+    with open_page(server.url + "/viewer", 1400, 900, 30_000) as opened:
+        page, errors, page_errors = opened.page, opened.errors, opened.page_errors
+        assert page.title().startswith("EOFusion")
+        expect(page.locator("#map.leaflet-container")).to_have_count(1)
+        expect(page.locator("#message")).to_be_hidden()
+        overlays = page.locator(".leaflet-control-layers-overlays").inner_text()
+        assert "Patch outlines" in overlays and "Fused posts" in overlays
 
-            # Imagery of the demo scene: true colour tiles from /tiles, zoomed to the scene's bbox.
-            page.select_option("#scene-collection", DEMO_COLLECTION)
-            page.select_option("#scene-item", SCENE_ID)
-            page.click("#scene-show")
-            expect(page.locator(".leaflet-control-layers-overlays")).to_contain_text(f"Imagery: {SCENE_ID}")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.leaflet-tile-pane img.leaflet-tile')].some((i) => "
-                "i.src.includes('/tiles/stac/tiles/') && i.complete && i.naturalWidth > 0)")
-            assert _imagery_loaded(page) > 0
-            src = page.eval_on_selector(".leaflet-tile-pane img.leaflet-tile", "i => i.src")
-            assert "assets=s2%7Cbidx%3D3%2C2%2C1" in src and "rescale=0%2C3000" in src, src
-            tile = httpx.get(src, timeout=30)
-            assert tile.status_code == 200 and tile.content.startswith(PNG_SIGNATURE)
-            alts = page.eval_on_selector_all(".leaflet-tile-pane img", "imgs => imgs.map((i) => i.getAttribute('alt'))")
-            assert alts and all(a is not None for a in alts)  # tiles are marked decorative
+        # Imagery of the demo scene: true colour tiles from /tiles, zoomed to the scene's bbox.
+        page.select_option("#scene-collection", DEMO_COLLECTION)
+        page.select_option("#scene-item", SCENE_ID)
+        page.click("#scene-show")
+        expect(page.locator(".leaflet-control-layers-overlays")).to_contain_text(f"Imagery: {SCENE_ID}")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.leaflet-tile-pane img.leaflet-tile')].some((i) => "
+            "i.src.includes('/tiles/stac/tiles/') && i.complete && i.naturalWidth > 0)")
+        assert _imagery_loaded(page) > 0
+        src = page.eval_on_selector(".leaflet-tile-pane img.leaflet-tile", "i => i.src")
+        assert "assets=s2%7Cbidx%3D3%2C2%2C1" in src and "rescale=0%2C3000" in src, src
+        tile = httpx.get(src, timeout=30)
+        assert tile.status_code == 200 and tile.content.startswith(PNG_SIGNATURE)
+        alts = page.eval_on_selector_all(".leaflet-tile-pane img", "imgs => imgs.map((i) => i.getAttribute('alt'))")
+        assert alts and all(a is not None for a in alts)  # tiles are marked decorative
 
-            # Patch outlines of the view, from STAC search with the map's bbox.
-            expect(page.locator("#patch-note")).to_contain_text("patch outline")
-            assert page.locator(".leaflet-overlay-pane path").count() > 10
-            page.screenshot(path=str(tmp_path / "viewer-scene.png"))
+        # Patch outlines of the view, from STAC search with the map's bbox.
+        expect(page.locator("#patch-note")).to_contain_text("patch outline")
+        assert page.locator(".leaflet-overlay-pane path").count() > 10
+        page.screenshot(path=str(tmp_path / "viewer-scene.png"))
 
-            # A bad query: the server's 400 description is shown, not swallowed.
-            page.select_option("#q-collection", POSTS)
-            page.fill("#q-text", QUERY["text"])
-            page.fill("#q-datetime", "yesterday")
-            n = len(errors)
-            page.click("#q-run")
-            expect(page.locator("#message")).to_be_visible()
-            expect(page.locator("#message")).to_contain_text("RFC 3339")
-            for _ in range(20):  # the browser logs the failed request; wait for it
-                if any(_ignored(e) for e in errors[n:]):
-                    break
-                page.wait_for_timeout(50)
+        # A bad query: the server's 400 description is shown, not swallowed.
+        page.select_option("#q-collection", POSTS)
+        page.fill("#q-text", QUERY["text"])
+        page.fill("#q-datetime", "yesterday")
+        n = len(errors)
+        page.click("#q-run")
+        expect(page.locator("#message")).to_be_visible()
+        expect(page.locator("#message")).to_contain_text("RFC 3339")
+        for _ in range(20):  # the browser logs the failed request; wait for it
+            if any(_ignored(e) for e in errors[n:]):
+                break
+            page.wait_for_timeout(50)
 
-            # The query: free text, time and a typed point near Boulder, fused with tensor fusion.
-            page.fill("#q-datetime", QUERY["datetime"])
-            page.check("input[name=place][value=point]")
-            page.fill("#q-lon", str(QUERY["lon"]))
-            page.fill("#q-lat", str(QUERY["lat"]))
-            page.select_option("#q-method", "tensor")
-            page.focus("#q-limit")
-            page.keyboard.press("Enter")  # the form submits from the keyboard
-            expect(page.locator("#results-summary")).to_contain_text("fused with tensor", timeout=90_000)
-            expect(page.locator("#message")).to_be_hidden()
-            markers = page.locator(".leaflet-posts-pane path.post-marker")
-            assert markers.count() > 0
-            assert page.locator("#results li").count() >= markers.count()
+        # The query: free text, time and a typed point near Boulder, fused with tensor fusion.
+        page.fill("#q-datetime", QUERY["datetime"])
+        page.check("input[name=place][value=point]")
+        page.fill("#q-lon", str(QUERY["lon"]))
+        page.fill("#q-lat", str(QUERY["lat"]))
+        page.select_option("#q-method", "tensor")
+        page.focus("#q-limit")
+        page.keyboard.press("Enter")  # the form submits from the keyboard
+        expect(page.locator("#results-summary")).to_contain_text("fused with tensor", timeout=90_000)
+        expect(page.locator("#message")).to_be_hidden()
+        markers = page.locator(".leaflet-posts-pane path.post-marker")
+        assert markers.count() > 0
+        assert page.locator("#results li").count() >= markers.count()
 
-            # The marker drawn last is the best post of its place: its popup shows its ranks.
-            markers.last.click()
-            popup = page.locator(".leaflet-popup-content .post-popup")
-            expect(popup).to_be_visible()
-            text = popup.inner_text()
-            found = RANK.findall(text)
-            assert found, text
-            post_id = popup.get_attribute("data-post-id")
-            assert "Fused score" in text and "Time" in text
-            page.wait_for_function("() => getComputedStyle(document.querySelector('.leaflet-popup')).opacity === '1'")
-            page.wait_for_timeout(400)  # the popup's pan into view
-            page.screenshot(path=str(shot))
-        finally:
-            browser.close()
+        # The marker drawn last is the best post of its place: its popup shows its ranks.
+        markers.last.click()
+        popup = page.locator(".leaflet-popup-content .post-popup")
+        expect(popup).to_be_visible()
+        text = popup.inner_text()
+        found = RANK.findall(text)
+        assert found, text
+        post_id = popup.get_attribute("data-post-id")
+        assert "Fused score" in text and "Time" in text
+        page.wait_for_function("() => getComputedStyle(document.querySelector('.leaflet-popup')).opacity === '1'")
+        page.wait_for_timeout(400)  # the popup's pan into view
+        page.screenshot(path=str(shot))
 
     data = shot.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000

@@ -43,67 +43,19 @@
 
   // ---------------------------------------------------------------- server access
 
-  class ServerError extends Error {
-    constructor(message, status) {
-      super(message);
-      this.name = "ServerError";
-      this.status = status;
-    }
-  }
-
   function apiKey() {
     return el.apiKey.value.trim();
   }
 
-  async function api(path, { method = "GET", body, write = false } = {}) {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (write && apiKey()) headers["X-API-Key"] = apiKey();
-    let resp;
-    try {
-      resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch (err) {
-      throw new ServerError(`${method} ${path}: the server did not answer (${err.message})`, 0);
-    }
-    const text = await resp.text();
-    let data = null;
-    try {
-      data = text ? JSON.parse(text) : null;
-    } catch {
-      data = null;
-    }
-    if (!resp.ok) {
-      let what = data && (data.description || data.detail || data.message);
-      if (what && typeof what !== "string") what = JSON.stringify(what);
-      what = what || text.slice(0, 500) || resp.statusText || "no description";
-      throw new ServerError(`${resp.status}${resp.statusText ? " " + resp.statusText : ""}: ${what}`, resp.status);
-    }
-    if (data === null) throw new ServerError(`${method} ${path}: the answer is not JSON`, resp.status);
-    return data;
+  // Writes carry the API key typed in the page.
+  function api(path, { method = "GET", body, write = false } = {}) {
+    return window.EOFusion.api(path, { method, body, apiKey: write ? apiKey() : "" });
   }
 
   // ---------------------------------------------------------------- messages
 
-  function showError(err) {
-    el.message.replaceChildren();
-    const strong = document.createElement("strong");
-    strong.textContent = "Error: ";
-    const text = document.createElement("span");
-    text.className = "message-text";
-    text.textContent = err && err.message ? err.message : String(err);
-    const close = document.createElement("button");
-    close.type = "button";
-    close.className = "dismiss";
-    close.textContent = "Dismiss";
-    close.addEventListener("click", clearError);
-    el.message.append(strong, text, close);
-    el.message.hidden = false;
-  }
-
-  function clearError() {
-    el.message.hidden = true;
-    el.message.replaceChildren();
-  }
+  const showError = (err) => window.EOFusion.showError(el.message, err);
+  const clearError = () => window.EOFusion.clearError(el.message);
 
   function notice(text) {
     el.notice.textContent = text;

@@ -30,53 +30,9 @@
 
   // ---------------------------------------------------------------- server calls and messages
 
-  class ServerError extends Error {}
-
-  async function api(path, { method = "GET", body } = {}) {
-    const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    let resp;
-    try {
-      resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    } catch (err) {
-      throw new ServerError(`${method} ${path}: the server did not answer (${err.message})`);
-    }
-    const text = await resp.text();
-    let data = null;
-    try {
-      data = text ? JSON.parse(text) : null;
-    } catch {
-      data = null;
-    }
-    if (!resp.ok) {
-      let what = data && (data.description || data.detail || data.message);
-      if (what && typeof what !== "string") what = JSON.stringify(what);
-      what = what || text.slice(0, 500) || resp.statusText || "no description";
-      throw new ServerError(`${resp.status}${resp.statusText ? " " + resp.statusText : ""}: ${what}`);
-    }
-    if (data === null) throw new ServerError(`${method} ${path}: the answer is not JSON`);
-    return data;
-  }
-
-  function showError(err) {
-    const strong = document.createElement("strong");
-    strong.textContent = "Error: ";
-    const text = document.createElement("span");
-    text.className = "message-text";
-    text.textContent = err && err.message ? err.message : String(err);
-    const close = document.createElement("button");
-    close.type = "button";
-    close.className = "dismiss";
-    close.textContent = "Dismiss";
-    close.addEventListener("click", clearError);
-    el.message.replaceChildren(strong, text, close);
-    el.message.hidden = false;
-  }
-
-  function clearError() {
-    el.message.hidden = true;
-    el.message.replaceChildren();
-  }
+  const { ServerError, api } = window.EOFusion;
+  const showError = (err) => window.EOFusion.showError(el.message, err);
+  const clearError = () => window.EOFusion.clearError(el.message);
 
   async function busy(button, label, work) {
     const original = button.textContent;
