@@ -35,6 +35,7 @@ import multiprocessing as mp
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -621,6 +622,8 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: the embedded database of the settings")
     parser.add_argument("--out", type=Path, default=None, help="write the results as Markdown")
     args = parser.parse_args()
+    # A terminated run must still drop its scratch data and rebuild the indexes it dropped (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     settings = Settings.from_env()
     url = args.database_url or database_url(settings)
