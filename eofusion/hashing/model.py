@@ -11,9 +11,7 @@ split the data in halves so that all ``2^K`` codes are usable. At search time ``
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
 import platform
 import time
 from collections.abc import Callable
@@ -28,6 +26,7 @@ from torch import nn
 
 from eofusion.hashing.codes import bits_from_outputs, bits_to_text, pack_bits
 from eofusion.hashing.losses import Labels, Mining, label_matrix, triplet_loss
+from eofusion.modelfile import load_payload, payload_bytes, save_payload
 
 __all__ = [
     "DeepHasher",
@@ -266,16 +265,11 @@ class DeepHasher:
         Args:
             path: Destination; written to a temporary name then renamed, so readers never see half a file.
         """
-        dest = Path(path)
-        tmp = dest.with_name(dest.name + ".tmp")
-        torch.save(self._payload(), tmp)
-        tmp.replace(dest)
+        save_payload(self._payload(), path)
 
     def to_bytes(self) -> bytes:
         """The same content as :meth:`save`, in memory (e.g. for a database ``bytea`` or an asset upload)."""
-        buf = io.BytesIO()
-        torch.save(self._payload(), buf)
-        return buf.getvalue()
+        return payload_bytes(self._payload())
 
     def _payload(self) -> dict[str, Any]:
         return {
@@ -300,16 +294,7 @@ class DeepHasher:
         Raises:
             ValueError: If the content is unreadable or not a hashing model of a known format version.
         """
-        handle: Any = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
-        try:
-            # weights_only: a model file may come from the database; never unpickle arbitrary objects.
-            payload = torch.load(handle, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            raise ValueError(f"not a readable model file: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError("not an EOFusion deep-hashing model")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported model format version {payload.get('format_version')!r}")
+        payload = load_payload(source, FORMAT, FORMAT_VERSION, "deep-hashing model")
         config = HashingConfig.from_dict(payload["config"])
         net = HashingNet(int(payload["input_dim"]), config)
         net.load_state_dict(payload["state_dict"])

@@ -12,9 +12,7 @@ by cosine similarity in the shared space.
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from eofusion.hashing.losses import Labels, Mining, cross_triplet_loss, label_matrix
 from eofusion.hashing.model import ProgressCallback
+from eofusion.modelfile import load_payload, payload_bytes, save_payload
 from eofusion.text2patch.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -233,16 +232,11 @@ class Text2PatchModel:
 
     def save(self, path: str | Path) -> None:
         """Write state dict, configuration and metadata (``torch.save``; atomic rename)."""
-        dest = Path(path)
-        tmp = dest.with_name(dest.name + ".tmp")
-        torch.save(self._payload(), tmp)
-        tmp.replace(dest)
+        save_payload(self._payload(), path)
 
     def to_bytes(self) -> bytes:
         """The content of :meth:`save` in memory."""
-        buf = io.BytesIO()
-        torch.save(self._payload(), buf)
-        return buf.getvalue()
+        return payload_bytes(self._payload())
 
     def _payload(self) -> dict[str, Any]:
         return {
@@ -262,15 +256,7 @@ class Text2PatchModel:
         Raises:
             ValueError: If the content is not a text-to-patch model of a known version.
         """
-        handle: Any = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
-        try:
-            payload = torch.load(handle, map_location="cpu", weights_only=True)  # never unpickle objects
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            raise ValueError(f"not a readable model file: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError("not an EOFusion text-to-patch model")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported model format version {payload.get('format_version')!r}")
+        payload = load_payload(source, FORMAT, FORMAT_VERSION, "text-to-patch model")
         config = Text2PatchConfig.from_dict(payload["config"])
         net = Text2PatchNet(int(payload["patch_dim"]), int(payload["text_dim"]), config)
         net.load_state_dict(payload["state_dict"])
