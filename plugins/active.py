@@ -10,11 +10,15 @@ from __future__ import annotations
 import pickle
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import psycopg
 from numpy.typing import NDArray
+from psycopg_pool import ConnectionPool
 
 from catalog import sessions as store
 from catalog.annotations import AnnotationError, NewAnnotation, add_annotations
@@ -46,12 +50,16 @@ class PoolCache:
         self._pools: OrderedDict[tuple[Any, ...], Pool] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, conn: Any, url: str, pool: str, descriptor: str, level: int | None, config: RoundConfig) -> Pool:
+    def get(self, conn: Any, url: str, pool: str, descriptor: str, level: int | None, config: RoundConfig,
+            on_miss: Callable[[], Any] | None = None) -> Pool:
+        """The prepared pool; read and mapped when its version is not cached (``on_miss`` is called first)."""
         key = (url, pool, descriptor, level, config.kernel, store.pool_version(conn, pool, descriptor))
         with self._lock:
             if key in self._pools:
                 self._pools.move_to_end(key)
                 return self._pools[key]
+        if on_miss is not None:
+            on_miss()
         ids, matrix, parents = store.pool_descriptors(conn, pool, descriptor, level)
         if not ids:
             where = f" at level {level}" if level else ""
@@ -66,6 +74,23 @@ class PoolCache:
 
 
 POOLS = PoolCache()
+
+_CONNECTIONS: dict[str, ConnectionPool] = {}
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+def pooled_connection(url: str) -> AbstractContextManager[psycopg.Connection]:
+    """A connection from this process's pool for ``url``: commits at the end of the block, rolls back on error.
+
+    A new connection per round costs a TCP + SCRAM handshake (tens of ms on a loaded machine); pooled
+    connections also keep psycopg's prepared statements of the round's repeated queries.
+    """
+    with _CONNECTIONS_LOCK:
+        if url not in _CONNECTIONS:
+            _CONNECTIONS[url] = ConnectionPool(url, min_size=1, max_size=4, open=True,
+                                               kwargs={"options": "-c search_path=eofusion,pgstac,public"})
+        return _CONNECTIONS[url].connection()
+
 
 ROUND_METADATA: dict[str, Any] = {
     "version": "0.1.0", "id": "active-learning-round",
@@ -168,7 +193,7 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
         config = RoundConfig(n_top=_int(data, "n_top", 50, 1, 1000), n_queries=_int(data, "n_queries", 10, 1, 100))
         marks = _marks(data)
         user = data.get("user")
-        with self.connect() as conn:
+        with pooled_connection(self.database_url) as conn:
             try:
                 session = self._session(conn, data, user)
                 if not marks and not any(session.feedback.values()):
@@ -177,8 +202,10 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
                 store.add_feedback(conn, session, marks, round_no, user)
             except store.SessionError as err:
                 raise InputError(str(err)) from err
-            self.progress(30, "loading the pool")
-            pool = POOLS.get(conn, self.database_url, session.pool, session.descriptor, session.level, config)
+            # Progress is a job-table write: only worth it when the pool must be read (seconds), not
+            # for a warm round of a few hundred milliseconds.
+            pool = POOLS.get(conn, self.database_url, session.pool, session.descriptor, session.level, config,
+                             on_miss=lambda: self.progress(30, "loading the pool"))
             allowed = np.arange(len(pool.ids))
             if session.parent_id is not None:
                 accepted = _accepted_cells(conn, self.database_url, store.get_session(conn, session.parent_id),
@@ -196,23 +223,19 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
                 raise InputError(f"marked items outside this session's pool: {', '.join(outside[:10])}")
             pos = [local[i] for i, p in session.feedback.items() if p]
             neg = [local[i] for i, p in session.feedback.items() if not p]
-            self.progress(50, "training and ranking")
             result = run_round(sub, pos, neg, config)
-            ids = [pool.ids[allowed[i]] for i in result.top_indices.tolist() + result.query_indices.tolist()]
+            ids = [pool.ids[g] for g in allowed[np.concatenate([result.top_indices, result.query_indices])].tolist()]
             looks = _quicklooks(conn, session.pool, ids)
 
             def patches(indices: NDArray[np.int64], scores: NDArray[np.float32]) -> list[dict[str, Any]]:
-                out = []
-                for i, s in zip(indices.tolist(), scores.tolist(), strict=True):
-                    item = pool.ids[allowed[i]]
-                    out.append({"collection": session.pool, "item": item, "score": float(s),
-                                "quicklook": looks.get(item)})
-                return out
+                return [{"collection": session.pool, "item": pool.ids[g], "score": float(s),
+                         "quicklook": looks.get(pool.ids[g])}
+                        for g, s in zip(allowed[indices].tolist(), scores.tolist(), strict=True)]
 
-            metrics = {**result.to_dict()["metrics"], "positives": len(pos), "negatives": len(neg),
+            metrics = {**result.metrics.__dict__, "total_seconds": result.metrics.total_seconds,
+                       "positives": len(pos), "negatives": len(neg),
                        "pool_size": int(allowed.size), "predicted_positive": int((result.scores > 0).sum())}
             store.save_round(conn, session, round_no, pickle.dumps(result.model), metrics)
-            conn.commit()
         return "application/json", {
             "session": str(session.id), "round": round_no, "pool": session.pool, "descriptor": session.descriptor,
             "level": session.level, "parent_session": str(session.parent_id) if session.parent_id else None,

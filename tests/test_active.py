@@ -24,7 +24,9 @@ from eofusion.active import (
     accepted_from_scores,
     cascade_pools,
     compare_descriptors,
+    feature_map_for,
     find_suspect_labels,
+    fit_model,
     format_table,
     neighbour_disagreement,
     plot_accuracy,
@@ -198,6 +200,24 @@ def test_linear_scoring_equals_sklearn_decision_function(eurosat: Sample) -> Non
     ref = SVC(kernel="rbf", C=10.0, gamma="scale", class_weight="balanced").fit(x64[idx], y)
     np.testing.assert_allclose(res.scores, ref.decision_function(x64), atol=1e-4)
     np.testing.assert_allclose(score_pool(res.model, x, chunk_rows=50), res.scores, atol=1e-6)
+
+
+def test_linear_fit_without_svc_wrapper_equals_svc(eurosat: Sample) -> None:
+    # fit_model calls libsvm through scikit-learn's binding (SVC.fit's validation costs 10-30 ms a
+    # round): same solver and settings, so the same weights, bias and support vectors as SVC.
+    x, labels, _ = eurosat
+    features = np.sqrt(x)
+    for cls, seed in (("Industrial", 0), ("Pasture", 1), ("SeaLake", 2)):
+        pos, neg = _start(labels, cls, seed, n=8)
+        idx = np.concatenate([np.sort(pos), np.sort(neg)])
+        y = np.r_[np.ones(pos.size), np.zeros(neg.size)].astype(bool)
+        for weight in ("balanced", None):
+            cfg = RoundConfig(C=3.0, class_weight=weight)  # type: ignore[arg-type]
+            model = fit_model(features[idx], y, cfg, feature_map_for(cfg))
+            ref = SVC(kernel="linear", C=3.0, class_weight=weight).fit(features[idx].astype(np.float64), y.astype(int))
+            assert isinstance(model, LinearModel) and model.n_support == int(ref.n_support_.sum())
+            np.testing.assert_allclose(model.weights, ref.coef_.ravel(), atol=1e-5)
+            assert model.bias == pytest.approx(float(ref.intercept_[0]), abs=1e-6)
 
 
 def test_prepared_pool_must_match_kernel(eurosat: Sample) -> None:

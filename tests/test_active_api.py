@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from catalog.db import connect
@@ -161,3 +162,95 @@ def test_cascade_restricts_the_fine_level_to_accepted_cells(client: httpx.Client
                                              "limit": 100}).json()
     parents = {f["properties"]["eofusion:parent"] for f in resp["features"]}
     assert f"{SCENE_ID}_L480_r0003_c0000" not in parents and f"{SCENE_ID}_L480_r0000_c0003" in parents
+
+
+def test_last_mark_of_a_request_wins_and_a_refused_request_stores_nothing(client: httpx.Client,
+                                                                          labels: dict[str, str]) -> None:
+    lakes = sorted(i for i, c in labels.items() if c == "SeaLake")
+    forest = sorted(i for i, c in labels.items() if c == "Forest")
+    first = run(client, {"pool": "eurosat", "feedback": [{"item": lakes[0], "positive": True},
+                                                          {"item": forest[0], "positive": True},
+                                                          {"item": forest[0], "positive": False}]})
+    assert first.status_code == 200, first.text
+    assert first.json()["metrics"]["positives"] == 1 and first.json()["metrics"]["negatives"] == 1
+    s = first.json()["session"]
+    refused = run(client, {"session": s, "feedback": [{"item": lakes[1], "positive": True},
+                                                      {"item": "ghost-patch", "positive": False}]})
+    assert refused.status_code == 400 and "ghost-patch" in refused.text and lakes[1] not in refused.text
+    again = run(client, {"session": s, "feedback": []}).json()  # lakes[1] was not stored
+    assert again["round"] == 2 and again["metrics"]["positives"] == 1 and again["metrics"]["negatives"] == 1
+
+
+def test_pool_read_by_binary_copy_equals_the_stored_vectors(db_url: str, archives: dict, loaded: dict) -> None:
+    from pgvector.psycopg import register_vector
+
+    from catalog.sessions import parse_binary_copy, pool_descriptors
+
+    with connect(db_url) as conn:
+        ids, matrix, parents = pool_descriptors(conn, "eurosat", "s2")
+        register_vector(conn)
+        rows = conn.execute("SELECT item_id, s2 FROM eofusion.descriptors WHERE collection = 'eurosat' "
+                            "AND s2 IS NOT NULL ORDER BY item_id").fetchall()
+        assert ids == [r[0] for r in rows] and parents == [None] * len(rows)
+        assert matrix.dtype == np.float32 and np.array_equal(matrix, np.stack([r[1].to_numpy() for r in rows]))
+        # A grid level: parents come from the items' JSON.
+        ids, matrix, parents = pool_descriptors(conn, DEMO_COLLECTION, "s2", 240)
+        expect = conn.execute(
+            "SELECT d.item_id, i.content->'properties'->>'eofusion:parent', d.s2 FROM eofusion.descriptors d "
+            "JOIN pgstac.items i ON i.collection = d.collection AND i.id = d.item_id WHERE d.collection = %s "
+            "AND (i.content->'properties'->>'eofusion:grid_level')::int = 240 ORDER BY d.item_id",
+            (DEMO_COLLECTION,)).fetchall()
+        assert ids == [r[0] for r in expect] and parents == [r[1] for r in expect] and all(parents)
+        assert np.array_equal(matrix, np.stack([r[2].to_numpy() for r in expect]))
+        assert pool_descriptors(conn, "no-such-pool", "s2")[0] == []
+    with pytest.raises(ValueError, match="binary COPY"):
+        parse_binary_copy(b"not a copy stream")
+
+
+def test_bulk_load_rebuilds_the_vector_indexes(db_url: str, archives: dict) -> None:
+    from catalog.bulk import BulkLoadConfig, bulk_load_descriptors, deferred_vector_indexes, vector_indexes
+    from catalog.load import upsert_collection
+    from catalog.sessions import pool_descriptors
+
+    scratch = "bulk-load-test"
+    with connect(db_url) as conn:
+        before = vector_indexes(conn)
+        ids, matrix, _ = pool_descriptors(conn, "eurosat", "s2")
+    assert {ix.name for ix in before} >= {"descriptors_s2_hnsw", "descriptors_s1_hnsw", "descriptors_fused_hnsw"}
+    try:
+        with connect(db_url) as conn:
+            upsert_collection(conn, {"type": "Collection", "stac_version": "1.0.0", "id": scratch,
+                                     "description": "bulk load test", "license": "CC0-1.0", "links": [],
+                                     "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                                                "temporal": {"interval": [[None, None]]}}})
+            report = bulk_load_descriptors(conn, scratch, [f"copy-{i}" for i in ids], {"s2": matrix},
+                                           BulkLoadConfig(min_rows_to_defer=1, min_fraction=0.0))
+            conn.commit()
+        assert report.deferred and report.rows == len(ids) and set(report.indexes or []) == {b.name for b in before}
+        with connect(db_url) as conn:
+            assert vector_indexes(conn) == before  # same names and definitions
+            got_ids, got, _ = pool_descriptors(conn, scratch, "s2")
+            assert got_ids == [f"copy-{i}" for i in ids] and np.array_equal(got, matrix)
+            # The rebuilt index serves nearest-neighbour queries (the plan uses it).
+            conn.execute("SET enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.execute(
+                "EXPLAIN SELECT item_id FROM eofusion.descriptors ORDER BY s2 <-> (SELECT s2 FROM "
+                "eofusion.descriptors WHERE collection = 'eurosat' LIMIT 1) LIMIT 5").fetchall())
+            assert "descriptors_s2_hnsw" in plan
+        with connect(db_url) as conn:  # a small reload (an upsert of the same rows) keeps the live indexes
+            small = bulk_load_descriptors(conn, scratch, [f"copy-{i}" for i in ids], {"s2": matrix})
+            conn.commit()
+            assert not small.deferred and small.index_seconds == 0 and vector_indexes(conn) == before
+        # A failing load in many transactions still gets its indexes back.
+        with pytest.raises(RuntimeError, match="load failed"), deferred_vector_indexes(db_url) as dropped:
+            assert dropped == before
+            with connect(db_url) as conn:
+                assert vector_indexes(conn) == []
+            raise RuntimeError("load failed")
+        with connect(db_url) as conn:
+            assert vector_indexes(conn) == before
+    finally:
+        with connect(db_url) as conn:
+            conn.execute("DELETE FROM eofusion.descriptors WHERE collection = %s", (scratch,))
+            conn.execute("DELETE FROM pgstac.collections WHERE id = %s", (scratch,))
+            conn.commit()

@@ -476,6 +476,11 @@ def fit_model(features: F32, y: NDArray[np.bool_], config: RoundConfig, feature_
     if y.all():
         return NearestPositiveModel(feature_map=feature_map, prototypes=np.ascontiguousarray(features))
     kernel = "rbf" if config.kernel == "rbf" else "linear"
+    if kernel == "linear":
+        fast = _fit_linear_libsvm(features, y, config)
+        if fast is not None:
+            weights, bias, n_sv = fast
+            return LinearModel(feature_map=feature_map, weights=weights, bias=bias, n_support=n_sv)
     svm = SVC(
         kernel=kernel,
         C=config.C,
@@ -496,6 +501,39 @@ def fit_model(features: F32, y: NDArray[np.bool_], config: RoundConfig, feature_
         bias=bias,
         gamma=float(svm._gamma),
     )
+
+
+def _fit_linear_libsvm(features: F32, y: NDArray[np.bool_], config: RoundConfig) -> tuple[F32, float, int] | None:
+    """The linear ``SVC`` of :func:`fit_model` through scikit-learn's libsvm binding, without ``SVC.fit``.
+
+    ``SVC.fit`` spends 10-30 ms in parameter and target validation around a libsvm call of about
+    1 ms on 100 labels (a fifth of a server-side round at 340k patches); the inputs here are
+    already validated. Same solver, same settings (SVC's defaults), same weights. Returns ``None``
+    when the binding is not there (a future scikit-learn), and the caller falls back to ``SVC``.
+    """
+    try:
+        from sklearn.svm import _libsvm
+    except ImportError:  # pragma: no cover - depends on the installed scikit-learn
+        return None
+    labels = y.astype(np.float64)  # classes (False, True) -> (0, 1), as SVC's np.unique would map them
+    if config.class_weight == "balanced":  # sklearn's compute_class_weight("balanced")
+        counts = np.bincount(y.astype(np.int64), minlength=2).astype(np.float64)
+        class_weight = y.size / (2.0 * counts)
+    else:
+        class_weight = np.empty(0, dtype=np.float64)
+    try:
+        _libsvm.set_verbosity_wrap(0)  # libsvm's verbosity is global: SVC.fit sets it before every fit too
+        out = _libsvm.fit(
+            np.ascontiguousarray(features, dtype=np.float64), labels, svm_type=0, kernel="linear", degree=3,
+            gamma=1.0, coef0=0.0, tol=1e-3, C=float(config.C), nu=0.0, epsilon=0.0, class_weight=class_weight,
+            sample_weight=np.empty(0, dtype=np.float64), shrinking=1, probability=0, cache_size=200.0,
+            max_iter=-1, random_seed=int(config.seed))
+    except TypeError:  # pragma: no cover - a changed private signature
+        return None
+    support_vectors, dual_coef, intercept = out[1], out[3], out[4]
+    # libsvm's decision is for class 0 first: scikit-learn negates both for a binary problem.
+    weights = -(np.asarray(dual_coef, dtype=np.float64) @ support_vectors).reshape(-1)
+    return weights.astype(np.float32), -float(intercept[0]), int(support_vectors.shape[0])
 
 
 # --------------------------------------------------------------------------------------------
