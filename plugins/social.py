@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-from catalog import tweet_search
+import numpy as np
+from numpy.typing import NDArray
+
+from catalog import tweet_images, tweet_search
+from eofusion.config import Settings
 from eofusion.fusion import fusers
 from eofusion.fusion.base import RankedList
+from eofusion.social.image import (
+    ImageError,
+    ImageFeatureExtractor,
+    ImageLimits,
+    concept_vectors,
+    decode_image,
+    read_image,
+)
 from plugins.base import EOFusionProcessor, InputError, require
 
+MODALITIES = ("text", "embedding", "time", "place", "image", "concepts")
+#: A query photo in a request: smaller caps than at ingest, since anyone may send one.
+REQUEST_IMAGE_LIMITS = ImageLimits(max_bytes=8_000_000, max_pixels=24_000_000)
+_EXTRACTOR = ImageFeatureExtractor()  # the model loads on the first query photo, once per process
+
 _RESULT = {"type": "object", "properties": {"id": {"type": "string"}, "score": {"type": "number"},
-                                            "ranks": {"type": "object"}, "text": {"type": "string"}}}
+                                            "ranks": {"type": "object"}, "text": {"type": "string"},
+                                            "images": {"type": "array", "items": {"type": "object"}}}}
 
 FUSION_METADATA: dict[str, Any] = {
     "version": "0.1.0", "id": "late-fusion-search",
     "title": {"en": "Multimodal search of posts with late fusion"},
-    "description": {"en": "A query post (or free text, time and place) is searched in each modality (text words, "
-                          "text embedding, time, place); the ranked lists are fused (tensor-based rank fusion by "
-                          "default; rrf and combsum as baselines). Each result carries its rank per modality."},
+    "description": {"en": "A query post (or free text, time, place and a photo) is searched in each modality (text "
+                          "words, text embedding, time, place, image features, image concepts); the ranked lists are "
+                          "fused (tensor-based rank fusion by default; rrf and combsum as baselines). Each result "
+                          "carries its rank per modality. A modality the query lacks (no photo, no place...) is "
+                          "simply absent. Photos: EfficientNet-Lite0 (ImageNet) pooled features (image) and class "
+                          "distributions (concepts); concepts are ImageNet class indices."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["late fusion", "social media"], "links": [],
     "inputs": {
         "collection": {"title": "Posts collection", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
@@ -29,8 +55,15 @@ FUSION_METADATA: dict[str, Any] = {
                      "minOccurs": 0, "maxOccurs": 1},
         "lon": {"title": "Longitude", "schema": {"type": "number"}, "minOccurs": 0, "maxOccurs": 1},
         "lat": {"title": "Latitude", "schema": {"type": "number"}, "minOccurs": 0, "maxOccurs": 1},
+        "image": {"title": "Query photo: base64 PNG/JPEG (or a data: URL), or {\"href\": path of a file in the "
+                           "server's data folder}; at most 8 MB and 24 megapixels",
+                  "schema": {"oneOf": [{"type": "string", "contentEncoding": "base64",
+                                        "contentMediaType": "image/*"},
+                                       {"type": "object", "required": ["href"],
+                                        "properties": {"href": {"type": "string"}}}]},
+                  "minOccurs": 0, "maxOccurs": 1},
         "modalities": {"title": "Modalities", "schema": {"type": "array", "items": {
-            "type": "string", "enum": ["text", "embedding", "time", "place"]}}, "minOccurs": 0, "maxOccurs": 1},
+            "type": "string", "enum": list(MODALITIES)}}, "minOccurs": 0, "maxOccurs": 1},
         "method": {"title": "Fusion", "schema": {"type": "string", "enum": ["tensor", "rrf", "combsum"]},
                    "minOccurs": 0, "maxOccurs": 1},
         "depth": {"title": "Results per modality", "schema": {"type": "integer", "minimum": 10, "maximum": 1000},
@@ -85,6 +118,38 @@ def _num(data: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
     return float(v)
 
 
+def _query_photo(value: Any, data_dir: Path) -> NDArray[np.uint8]:
+    """Pixels of the ``image`` input: base64 (or a data: URL), or ``{"href": path under data_dir}``."""
+    if isinstance(value, dict):
+        href = value.get("href")
+        if not isinstance(href, str) or not href:
+            raise InputError("image.href must be a path (relative to the data folder) or a file:// URL")
+        parsed = urlparse(href)
+        if parsed.scheme not in ("", "file"):
+            raise InputError("image.href must name a local file: nothing is downloaded")
+        path = Path(unquote(parsed.path) if parsed.scheme else href)
+        path = (path if path.is_absolute() else data_dir / path).resolve()
+        if not path.is_relative_to(data_dir.resolve()):
+            raise InputError("image.href must name a file inside the server's data folder")
+        try:
+            return read_image(path, REQUEST_IMAGE_LIMITS)
+        except ImageError as e:
+            raise InputError(f"image: {e.reason}: {href}") from None
+    if not isinstance(value, str):
+        raise InputError("image must be base64 text or an object with href")
+    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    if len(text) > REQUEST_IMAGE_LIMITS.max_bytes * 4 // 3 + 4:
+        raise InputError(f"image: image_too_large: over {REQUEST_IMAGE_LIMITS.max_bytes} bytes")
+    try:
+        raw = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError("image: not valid base64") from None
+    try:
+        return decode_image(raw, REQUEST_IMAGE_LIMITS)
+    except ImageError as e:
+        raise InputError(f"image: {e}") from None
+
+
 def _time(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -109,10 +174,14 @@ class LateFusionSearchProcessor(EOFusionProcessor):
         method = data.get("method") or "tensor"
         if method not in ("tensor", "rrf", "combsum"):
             raise InputError(f"method must be tensor, rrf or combsum, got {method!r}")
-        wanted = data.get("modalities") or ["text", "embedding", "time", "place"]
-        if not isinstance(wanted, list) or not set(wanted) <= {"text", "embedding", "time", "place"}:
-            raise InputError(f"modalities are among text, embedding, time, place; got {wanted!r}")
+        wanted = data.get("modalities") or list(MODALITIES)
+        if not isinstance(wanted, list) or not set(wanted) <= set(MODALITIES):
+            raise InputError(f"modalities are among {', '.join(MODALITIES)}; got {wanted!r}")
         text, when = data.get("text"), _time(data.get("datetime"))
+        photo: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
+        pixels = None
+        if data.get("image") is not None and {"image", "concepts"} & set(wanted):
+            pixels = _query_photo(data["image"], Settings.from_env().data_dir)
         lon, lat = _num(data, "lon", -180, 180), _num(data, "lat", -90, 90)
         if (lon is None) != (lat is None):
             raise InputError("give both lon and lat, or neither")
@@ -121,6 +190,9 @@ class LateFusionSearchProcessor(EOFusionProcessor):
                                  (collection,)).fetchone()
             if model is None:
                 raise InputError(f"unknown posts collection {collection!r}")
+            if pixels is not None:
+                out = _EXTRACTOR.extract([pixels])
+                photo = out.features[0], concept_vectors(out.probabilities)[0]
             qvec = None
             if data.get("tweet"):
                 row = conn.execute("SELECT text, datetime, ST_X(geometry), ST_Y(geometry), embedding::text "
@@ -133,13 +205,11 @@ class LateFusionSearchProcessor(EOFusionProcessor):
                 if lon is None and row[2] is not None:
                     lon, lat = float(row[2]), float(row[3])
                 if row[4] is not None:
-                    import json
-
-                    import numpy as np
-
                     qvec = np.asarray(json.loads(row[4]), dtype=np.float32)
-            if not (text or when or lon is not None):
-                raise InputError("give a post id, or at least one of text, datetime, lon/lat")
+                if photo is None and {"image", "concepts"} & set(wanted):
+                    photo = tweet_images.post_vectors(conn, collection, str(data["tweet"]))
+            if not (text or when or lon is not None or photo is not None):
+                raise InputError("give a post id, or at least one of text, datetime, lon/lat, image")
             lists: list[RankedList] = []
             if text and "text" in wanted:
                 lists.append(tweet_search.text(conn, collection, text, depth))
@@ -153,6 +223,10 @@ class LateFusionSearchProcessor(EOFusionProcessor):
                 lists.append(tweet_search.time(conn, collection, when, depth))
             if lon is not None and lat is not None and "place" in wanted:
                 lists.append(tweet_search.place(conn, collection, lon, lat, depth))
+            if photo is not None and "image" in wanted:
+                lists.append(tweet_images.image(conn, collection, photo[0], depth))
+            if photo is not None and "concepts" in wanted:
+                lists.append(tweet_images.concepts(conn, collection, photo[1], depth))
             lists = [lst for lst in lists if len(lst.ids)]
             if not lists:
                 return "application/json", {"collection": collection, "method": method, "modalities": [],
@@ -162,12 +236,13 @@ class LateFusionSearchProcessor(EOFusionProcessor):
             rows = {r[0]: r for r in conn.execute(
                 "SELECT id, text, datetime, ST_X(geometry), ST_Y(geometry), event, location_source "
                 "FROM eofusion.tweets WHERE collection = %s AND id = ANY(%s)", (collection, ids))}
+            photos = tweet_images.post_images(conn, collection, ids)
         results = []
         for item, score, ranks in zip(ids, fused.scores.tolist(), fused.ranks, strict=True):
             r = rows[item]
             results.append({"id": item, "score": float(score), "ranks": ranks, "text": r[1],
                             "datetime": r[2].isoformat() if r[2] else None, "lon": r[3], "lat": r[4],
-                            "event": r[5], "location_source": r[6]})
+                            "event": r[5], "location_source": r[6], "images": photos.get(item, [])})
         return "application/json", {"collection": collection, "method": method,
                                     "modalities": [lst.modality for lst in lists],
                                     "per_modality": {lst.modality: list(lst.ids[:limit]) for lst in lists},
