@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import numpy as np
 import pystac
 from pystac.extensions.eo import Band, EOExtension
 from pystac.extensions.projection import ProjectionExtension
@@ -15,12 +17,14 @@ from pystac.extensions.raster import DataType, NoDataStrings, RasterBand, Raster
 from pystac.extensions.sar import FrequencyBand, Polarization, SarExtension
 from rasterio.crs import CRS
 from rasterio.transform import Affine, array_bounds
+from rasterio.warp import transform as reproject_points
 from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import box, mapping
 
 from eofusion.readers.sentinel2 import S2_BAND_INFO
 
 KIND = "eofusion:kind"
+_DENSIFY = 21  # points added along each edge when reprojecting a bounding box
 
 
 def footprint(crs: CRS, transform: Affine, shape: tuple[int, int]) -> tuple[dict[str, Any], list[float]]:
@@ -29,8 +33,56 @@ def footprint(crs: CRS, transform: Affine, shape: tuple[int, int]) -> tuple[dict
     west, south, east, north = array_bounds(h, w, transform)
     geom = transform_geom(crs, "EPSG:4326", mapping(box(west, south, east, north)), precision=7,
                           antimeridian_cutting=True)
-    bbox = [round(v, 7) for v in transform_bounds(crs, "EPSG:4326", west, south, east, north, densify_pts=21)]
+    bbox = [round(v, 7) for v in transform_bounds(crs, "EPSG:4326", west, south, east, north,
+                                                  densify_pts=_DENSIFY)]
     return geom, bbox
+
+
+def footprints(crs: CRS, transforms: Sequence[Affine], shapes: Sequence[tuple[int, int]],
+               ) -> list[tuple[dict[str, Any], list[float]]]:
+    """:func:`footprint` of many grids of one CRS with one coordinate transformation call.
+
+    The corners and the densified edges of every grid go through rasterio's ``transform`` (the
+    PROJ transformation that ``transform_geom`` and ``transform_bounds`` use), so the results are
+    the same numbers; creating that transformation once instead of twice per patch is what makes
+    this ~100x faster. Grids that cross the antimeridian or hold a pole take the per-grid path.
+    """
+    n = len(transforms)
+    if n == 0:
+        return []
+    bounds = np.array([array_bounds(h, w, t) for t, (h, w) in zip(transforms, shapes, strict=True)])
+    west, south, east, north = bounds.T
+    # The ring as shapely's box() orders it (counter-clockwise from the south-east corner).
+    ring_x = np.stack([east, east, west, west, east], axis=1)
+    ring_y = np.stack([south, north, north, south, south], axis=1)
+    # The edges densified as GDAL's OCTTransformBounds does with densify_pts=21.
+    side = _DENSIFY + 1
+    i = np.arange(side)
+    dx, dy = ((east - west) / side)[:, None], ((north - south) / side)[:, None]
+    edge_x = np.concatenate([np.repeat(west[:, None], side, 1), west[:, None] + i * dx,
+                             np.repeat(east[:, None], side, 1), east[:, None] - i * dx], axis=1)
+    edge_y = np.concatenate([north[:, None] - i * dy, np.repeat(south[:, None], side, 1),
+                             south[:, None] + i * dy, np.repeat(north[:, None], side, 1)], axis=1)
+    xs = np.concatenate([ring_x, edge_x], axis=1)
+    ys = np.concatenate([ring_y, edge_y], axis=1)
+    lon, lat = reproject_points(crs, "EPSG:4326", xs.ravel().tolist(), ys.ravel().tolist())
+    lon_a, lat_a = np.asarray(lon).reshape(xs.shape), np.asarray(lat).reshape(xs.shape)
+    safe = np.isfinite(lon_a).all(axis=1) & np.isfinite(lat_a).all(axis=1)
+    safe &= (lon_a.max(axis=1) - lon_a.min(axis=1)) < 180.0
+    pole_x, pole_y = reproject_points("EPSG:4326", crs, [0.0, 0.0], [90.0, -90.0])
+    for px, py in zip(pole_x, pole_y, strict=True):
+        if np.isfinite(px) and np.isfinite(py):
+            safe &= ~((west <= px) & (px <= east) & (south <= py) & (py <= north))
+    out: list[tuple[dict[str, Any], list[float]]] = []
+    for k in range(n):
+        if not safe[k]:
+            out.append(footprint(crs, transforms[k], shapes[k]))
+            continue
+        ring = [[round(float(x), 7), round(float(y), 7)] for x, y in zip(lon_a[k, :5], lat_a[k, :5], strict=True)]
+        el, ea = lon_a[k, 5:], lat_a[k, 5:]
+        bbox = [round(float(v), 7) for v in (el.min(), ea.min(), el.max(), ea.max())]
+        out.append(({"type": "Polygon", "coordinates": [ring]}, bbox))
+    return out
 
 
 def collection(collection_id: str, description: str, bbox: list[float], start: datetime | None,
@@ -151,10 +203,14 @@ def scene_item(collection_id: str, scene_id: str, crs: CRS, transform: Affine, s
 
 def patch_item(collection_id: str, scene: dict[str, Any], patch_item_id: str, crs: CRS,
                window_transform: Affine, level: int, row: int, col: int, parent_id: str | None,
-               valid_fraction: float) -> dict[str, Any]:
-    """The STAC item of one grid patch: a window of the scene COGs, rendered on demand by ``/tiles``."""
+               valid_fraction: float, where: tuple[dict[str, Any], list[float]] | None = None) -> dict[str, Any]:
+    """The STAC item of one grid patch: a window of the scene COGs, rendered on demand by ``/tiles``.
+
+    Args:
+        where: The patch's ``footprint`` when already computed (see :func:`footprints`).
+    """
     shape = (level, level)
-    geom, bbox = footprint(crs, window_transform, shape)
+    geom, bbox = where or footprint(crs, window_transform, shape)
     sp = scene["properties"]
     inherited = ("datetime", "start_datetime", "end_datetime", "platform", "constellation", "instruments", "gsd",
                  "eofusion:sensors", "eofusion:s1_datetime", "sar:instrument_mode", "sar:frequency_band",

@@ -181,30 +181,51 @@ class SpectralDescriptor(Descriptor):
             raise ValueError(f"{self.name}: expected {cfg.n_bands} bands, got {x.shape[1]}")
         n = x.shape[0]
         x = x.reshape(n, cfg.n_bands, -1)
-        valid = np.all(np.isfinite(x), axis=1)  # (n, pixels)
+        codes, icodes, valid = spectral_codes(x, cfg)
         counts = valid.sum(axis=1)
         empty = np.flatnonzero(counts == 0)
         if empty.size:
             raise ValueError(f"{self.name}: patch(es) {empty.tolist()} contain no valid (finite) pixel")
-
-        # Fixed edges; clip so out-of-range values land in the first / last bin.
-        width = cfg.max_reflectance / cfg.bins
-        with np.errstate(invalid="ignore"):
-            codes = np.clip(np.floor(np.nan_to_num(x) / width), 0, cfg.bins - 1).astype(np.int64)
         parts = [_per_row_histograms(codes, valid, cfg.bins)]
-
-        if cfg.with_indices:
-            assert cfg.green is not None and cfg.red is not None and cfg.nir is not None
-            ndvi = normalized_difference(x[:, cfg.nir], x[:, cfg.red])
-            ndwi = normalized_difference(x[:, cfg.green], x[:, cfg.nir])
-            idx = np.stack([ndvi, ndwi], axis=1)
-            icodes = np.floor((np.nan_to_num(idx) + 1.0) / 2.0 * cfg.index_bins)
-            icodes = np.clip(icodes, 0, cfg.index_bins - 1).astype(np.int64)
+        if icodes is not None:
             parts.append(_per_row_histograms(icodes, valid, cfg.index_bins))
+        return spectral_vectors(parts, cfg)
 
-        hist = np.concatenate(parts, axis=1)
-        # Every histogram sums to 1, so dividing by their number makes the vector sum to 1.
-        return (hist / (cfg.n_bands + cfg.n_indices)).astype(np.float32)
+
+def spectral_codes(x: FloatArray, cfg: SpectralConfig,
+                   ) -> tuple[NDArray[np.int64], NDArray[np.int64] | None, NDArray[np.bool_]]:
+    """Per-pixel bin indices of every band (and of NDVI, NDWI) and the shared validity mask.
+
+    Args:
+        x: ``(n, n_bands, pixels)`` reflectance.
+        cfg: Histogram parameters.
+
+    Returns:
+        ``(codes, index_codes, valid)``: ``(n, n_bands, pixels)`` band bins, ``(n, 2, pixels)``
+        index bins (None without indices) and the ``(n, pixels)`` mask of pixels finite in every band.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    valid = np.all(np.isfinite(x), axis=1)  # (n, pixels)
+    # Fixed edges; clip so out-of-range values land in the first / last bin.
+    width = cfg.max_reflectance / cfg.bins
+    with np.errstate(invalid="ignore"):
+        codes = np.clip(np.floor(np.nan_to_num(x) / width), 0, cfg.bins - 1).astype(np.int64)
+    icodes = None
+    if cfg.with_indices:
+        assert cfg.green is not None and cfg.red is not None and cfg.nir is not None
+        ndvi = normalized_difference(x[:, cfg.nir], x[:, cfg.red])
+        ndwi = normalized_difference(x[:, cfg.green], x[:, cfg.nir])
+        idx = np.stack([ndvi, ndwi], axis=1)
+        icodes = np.floor((np.nan_to_num(idx) + 1.0) / 2.0 * cfg.index_bins)
+        icodes = np.clip(icodes, 0, cfg.index_bins - 1).astype(np.int64)
+    return codes, icodes, valid
+
+
+def spectral_vectors(parts: list[NDArray[np.float64]], cfg: SpectralConfig) -> NDArray[np.float32]:
+    """The descriptor from its normalised per-band (and per-index) histograms ``(n, k * bins)``."""
+    hist = np.concatenate(parts, axis=1)
+    # Every histogram sums to 1, so dividing by their number makes the vector sum to 1.
+    return (hist / (cfg.n_bands + cfg.n_indices)).astype(np.float32)
 
 
 def _per_row_histograms(codes: NDArray[np.int64], valid: NDArray[np.bool_], bins: int) -> NDArray[np.float64]:
@@ -221,7 +242,13 @@ def _per_row_histograms(codes: NDArray[np.int64], valid: NDArray[np.bool_], bins
     n, k, _ = codes.shape
     offsets = (np.arange(n * k, dtype=np.int64) * bins).reshape(n, k, 1)
     mask = np.broadcast_to(valid[:, None, :], codes.shape)
-    hist = np.bincount((codes + offsets)[mask], minlength=n * k * bins).astype(np.float64)
-    hist = hist.reshape(n, k, bins)
+    counts = np.bincount((codes + offsets)[mask], minlength=n * k * bins)
+    return normalise_counts(counts.reshape(n, k, bins))
+
+
+def normalise_counts(counts: NDArray[np.integer[Any]]) -> NDArray[np.float64]:
+    """``(n, k, bins)`` pixel counts -> ``(n, k * bins)`` histograms, each ``bins``-long block summing to 1."""
+    n, k, bins = counts.shape
+    hist = counts.astype(np.float64)
     hist /= hist.sum(axis=2, keepdims=True)
     return hist.reshape(n, k * bins)

@@ -139,6 +139,56 @@ def _box_sum(padded: NDArray[np.float64], pad: int, h: int, w: int, rows: range,
     return out
 
 
+
+class _BoxSums:
+    """Window sums of zero-padded images, sharing the column sums of windows with the same columns.
+
+    Each sum adds the same terms in the same order as :func:`_box_sum` (columns first, then rows),
+    so the results are identical bit for bit; sharing only skips repeated work.
+    """
+
+    def __init__(self, padded: NDArray[np.float64], pad: int, h: int, w: int) -> None:
+        self.padded, self.pad, self.h, self.w = padded, pad, h, w
+        self._cols: dict[tuple[int, int], NDArray[np.float64]] = {}
+
+    def _col_sum(self, cols: range) -> NDArray[np.float64]:
+        key = (cols.start, cols.stop)
+        if key not in self._cols:
+            p, w = self.pad, self.w
+            first, *rest = cols
+            # 0 + a == a for the non-negative values here, so starting from a copy changes nothing.
+            acc = self.padded[:, :, p + first : p + first + w].copy()
+            for dx in rest:
+                acc += self.padded[:, :, p + dx : p + dx + w]
+            self._cols[key] = acc
+        return self._cols[key]
+
+    def box(self, rows: range, cols: range) -> NDArray[np.float64]:
+        """``(n, h, w)`` sums over the window of row and column offsets around every pixel."""
+        col_sum, p, h = self._col_sum(cols), self.pad, self.h
+        first, *rest = rows
+        out = col_sum[:, p + first : p + first + h, :].copy()
+        for dy in rest:
+            out += col_sum[:, p + dy : p + dy + h, :]
+        return out
+
+
+class _SeparableCounts:
+    """Pixel counts of windows truncated at the border of an image without nodata: (rows in) x (cols in)."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.h, self.w = h, w
+
+    @staticmethod
+    def _inside(n: int, offsets: range) -> NDArray[np.float64]:
+        pos = np.arange(n)[:, None] + np.asarray(offsets)[None, :]
+        return ((pos >= 0) & (pos < n)).sum(axis=1).astype(np.float64)
+
+    def box(self, rows: range, cols: range) -> NDArray[np.float64]:
+        """``(1, h, w)`` counts (exact integers), broadcasting against ``(n, h, w)``."""
+        return (self._inside(self.h, rows)[:, None] * self._inside(self.w, cols)[None, :])[None]
+
+
 class WLDDescriptor(Descriptor):
     """Ratio-based SAR Weber Local Descriptor (joint excitation x orientation histogram)."""
 
@@ -184,69 +234,106 @@ class WLDDescriptor(Descriptor):
         """
         cfg = self.config
         stack = self._check_batch(patches)
-        x = to_intensity(stack[:, cfg.band], cfg.scale)
-        n, h, w = x.shape
+        codes, use = wld_codes(stack[:, cfg.band], cfg, self.name)
+        return _joint_histogram(codes, use, self.dim, self.name)
 
-        valid = np.isfinite(x) & (x > 0)
+
+def wld_codes(values: FloatArray, cfg: WLDConfig, name: str = "wld") -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Per-pixel joint WLD bin index and the mask of pixels that count, for a batch of images.
+
+    Every window is truncated at the image border (zero padding, excluded from the means) and
+    around nodata, so a pixel's code depends only on the image it is computed in. Pixels at
+    least ``max(ring_radius, roa_radius)`` from every border get the same code, bit for bit, in
+    any larger image that contains their neighbourhood (the sums add the same terms in the same
+    order), which lets the ingest pipeline compute a whole strip at once.
+
+    Args:
+        values: ``(n, h, w)`` SAR values in ``cfg.scale``.
+        cfg: Descriptor parameters.
+        name: Descriptor name for error messages.
+
+    Returns:
+        ``(codes, use)``: ``(n, h, w)`` int64 bin indices ``m * T + t`` and the bool mask.
+
+    Raises:
+        ValueError: If an image has no valid (finite, > 0) pixel.
+    """
+    x = to_intensity(values, cfg.scale)
+    n, h, w = x.shape
+
+    valid = np.isfinite(x) & (x > 0)
+    all_valid = bool(valid.all())
+    if not all_valid:
         x = np.where(valid, x, 0.0)
-        # No per-patch normalisation on purpose: the invariance to calibration gain must come from
-        # the ratios themselves (which also makes it hold for a gain that varies slowly in space).
-        empty = np.flatnonzero(~valid.any(axis=(1, 2)))
-        if empty.size:
-            raise ValueError(f"{self.name}: patch(es) {empty.tolist()} contain no valid (finite, > 0) pixel")
+    # No per-patch normalisation on purpose: the invariance to calibration gain must come from
+    # the ratios themselves (which also makes it hold for a gain that varies slowly in space).
+    empty = np.flatnonzero(~valid.any(axis=(1, 2)))
+    if empty.size:
+        raise ValueError(f"{name}: patch(es) {empty.tolist()} contain no valid (finite, > 0) pixel")
 
-        pad = max(cfg.ring_radius, cfg.roa_radius)
-        xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-        vp = np.pad(valid.astype(np.float64), ((0, 0), (pad, pad), (pad, pad)))
+    pad = max(cfg.ring_radius, cfg.roa_radius)
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    sums = _BoxSums(xp, pad, h, w)
+    # Valid-pixel counts of the windows (exact small integers). Without nodata they only depend on
+    # the position, as (rows inside the image) x (columns inside the image): no image-sized sums.
+    counts = _SeparableCounts(h, w) if all_valid else _BoxSums(
+        np.pad(valid.astype(np.float64), ((0, 0), (pad, pad), (pad, pad))), pad, h, w)
 
-        def mean(rows: range, cols: range) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-            # Mean over valid pixels only; windows are truncated at the patch border and around
-            # nodata instead of being filled with zeros.
-            s = _box_sum(xp, pad, h, w, rows, cols)
-            c = _box_sum(vp, pad, h, w, rows, cols)
-            ok = c > 0
-            return np.divide(s, c, out=np.zeros_like(s), where=ok), ok
+    def mean(rows: range, cols: range) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        # Mean over valid pixels only; windows are truncated at the patch border and around
+        # nodata instead of being filled with zeros.
+        s = sums.box(rows, cols)
+        c = counts.box(rows, cols)
+        ok = c > 0
+        if all_valid:
+            # Where a window holds no pixel its sum is 0: dividing by 1 there gives the same 0.
+            return s / np.where(ok, c, 1.0), ok
+        return np.divide(s, c, out=np.zeros_like(s), where=ok), ok
 
-        rc, ro, rr = cfg.centre_radius, cfg.ring_radius, cfg.roa_radius
-        full_c, full_o = range(-rc, rc + 1), range(-ro, ro + 1)
-        s_c = _box_sum(xp, pad, h, w, full_c, full_c)
-        n_c = _box_sum(vp, pad, h, w, full_c, full_c)
-        s_ring = _box_sum(xp, pad, h, w, full_o, full_o) - s_c
-        n_ring = _box_sum(vp, pad, h, w, full_o, full_o) - n_c
+    rc, ro, rr = cfg.centre_radius, cfg.ring_radius, cfg.roa_radius
+    full_c, full_o = range(-rc, rc + 1), range(-ro, ro + 1)
+    s_c = sums.box(full_c, full_c)
+    n_c = counts.box(full_c, full_c)
+    s_ring = sums.box(full_o, full_o) - s_c
+    n_ring = counts.box(full_o, full_o) - n_c
 
-        span = range(-rr, rr + 1)
-        right, ok_r = mean(span, range(1, rr + 1))
-        left, ok_l = mean(span, range(-rr, 0))
-        down, ok_d = mean(range(1, rr + 1), span)
-        up, ok_u = mean(range(-rr, 0), span)
+    span = range(-rr, rr + 1)
+    right, ok_r = mean(span, range(1, rr + 1))
+    left, ok_l = mean(span, range(-rr, 0))
+    down, ok_d = mean(range(1, rr + 1), span)
+    up, ok_u = mean(range(-rr, 0), span)
 
-        use = valid & (n_c > 0) & (n_ring > 0) & (s_c > 0) & ok_r & ok_l & ok_d & ok_u
-        use &= (right > 0) & (left > 0) & (down > 0) & (up > 0)
+    use = valid & (n_c > 0) & (n_ring > 0) & (s_c > 0) & ok_r & ok_l & ok_d & ok_u
+    use &= (right > 0) & (left > 0) & (down > 0) & (up > 0)
 
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = (s_ring / n_ring) / (s_c / n_c)
-            gx = np.log(right / left)
-            gy = np.log(down / up)
-        use &= np.isfinite(ratio) & (ratio > 0) & np.isfinite(gx) & np.isfinite(gy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (s_ring / n_ring) / (s_c / n_c)
+        gx = np.log(right / left)
+        gy = np.log(down / up)
+    use &= np.isfinite(ratio) & (ratio > 0) & np.isfinite(gx) & np.isfinite(gy)
 
-        # Unused pixels (nodata, NaN ratios) get neutral values; they are masked out of the histogram.
-        excess = np.where(use & (np.abs(ratio - 1.0) >= _TIE_TOL), ratio - 1.0, 0.0)
-        gx = np.where(use & (np.abs(gx) >= _TIE_TOL), gx, 0.0)
-        gy = np.where(use & (np.abs(gy) >= _TIE_TOL), gy, 0.0)
+    # Unused pixels (nodata, NaN ratios) get neutral values; they are masked out of the histogram.
+    excess = np.where(use & (np.abs(ratio - 1.0) >= _TIE_TOL), ratio - 1.0, 0.0)
+    gx = np.where(use & (np.abs(gx) >= _TIE_TOL), gx, 0.0)
+    gy = np.where(use & (np.abs(gy) >= _TIE_TOL), gy, 0.0)
 
-        # Differential excitation lies in [-pi/4, pi/2) because ratio >= 0.
-        xi = np.arctan(excess)
-        lo, hi = -np.pi / 4, np.pi / 2
-        m_bins = cfg.excitation_bins
-        m = np.clip(np.floor((xi - lo) / (hi - lo) * m_bins), 0, m_bins - 1).astype(np.int64)
+    # Differential excitation lies in [-pi/4, pi/2) because ratio >= 0.
+    xi = np.arctan(excess)
+    lo, hi = -np.pi / 4, np.pi / 2
+    m_bins = cfg.excitation_bins
+    m = np.clip(np.floor((xi - lo) / (hi - lo) * m_bins), 0, m_bins - 1).astype(np.int64)
 
-        # arctan2(+-0, +-0) depends on the sign of zero; force flat pixels to angle 0 explicitly.
-        flat = (gx == 0.0) & (gy == 0.0)
-        theta = np.where(flat, 0.0, np.mod(np.arctan2(gy, gx), 2 * np.pi))
-        t_bins = cfg.orientation_bins
-        t = np.mod(np.floor(theta / (2 * np.pi) * t_bins + 0.5), t_bins).astype(np.int64)
+    # arctan2(+-0, +-0) depends on the sign of zero; force flat pixels to angle 0 explicitly.
+    flat = (gx == 0.0) & (gy == 0.0)
+    angle = np.arctan2(gy, gx)
+    # Same values as np.mod(angle, 2 * pi) for angle in [-pi, pi] (fmod is exact there), 3x faster.
+    theta = np.where(flat, 0.0, np.where(angle < 0, angle + 2 * np.pi, angle))
+    t_bins = cfg.orientation_bins
+    # floor(...) lies in [0, T] because theta lies in [0, 2 * pi]: "mod T" only folds T onto 0.
+    t = np.floor(theta / (2 * np.pi) * t_bins + 0.5).astype(np.int64)
+    t[t == t_bins] = 0
 
-        return _joint_histogram(m * t_bins + t, use, self.dim, self.name)
+    return m * t_bins + t, use
 
 
 def _joint_histogram(codes: NDArray[np.int64], use: NDArray[np.bool_], dim: int, name: str) -> Vector:

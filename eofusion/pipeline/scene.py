@@ -10,7 +10,10 @@ then assembled into the scene COGs.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from eofusion.features.s2texture import S2TextureDescriptor
 from eofusion.features.spectral import SpectralConfig, SpectralDescriptor, s2_dn_to_reflectance
 from eofusion.features.wld import WLDConfig, WLDDescriptor
 from eofusion.grid import valid_fractions
+from eofusion.pipeline.strip_features import CellSelection, spectral_by_level, wld_by_level
 from eofusion.readers.errors import InputDataError
 from eofusion.readers.sentinel1 import POLARISATIONS, find_polarisation_files, guess_scale, to_linear_intensity
 from eofusion.readers.sentinel2 import S2_10M_BANDS, find_band_files
@@ -44,6 +48,10 @@ S2_SPECTRAL = SpectralDescriptor(SpectralConfig(n_bands=4, green=1, red=2, nir=3
 S2_DESCRIPTOR = S2TextureDescriptor()
 #: S1 part: WLD of VV in linear intensity (64-d).
 S1_DESCRIPTOR = WLDDescriptor(WLDConfig(scale="intensity", band=0))
+#: GDAL's block cache per process (MB) for strips and for the COG assembly; its default, 5% of
+#: the RAM, grows with the machine (and so would the peak memory of an ingest).
+GDAL_CACHE_MB = 256
+ASSEMBLY_CACHE_MB = 512
 DESCRIPTOR_DIMS = {"s2": S2_DESCRIPTOR.dim, "s1": S1_DESCRIPTOR.dim, "fused": S1_DESCRIPTOR.dim + S2_SPECTRAL.dim}
 
 
@@ -144,9 +152,19 @@ def prepare(s2: Path | None, s1: Path | None, levels: Sequence[int], scene_id: s
 
 def _sample_scale(path: Path) -> str:
     with rasterio.open(path) as src:
-        # An overview-sized read is enough to tell dB (mostly negative) from linear.
-        sample = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)), masked=True)
-    return guess_scale(sample.astype(np.float32).filled(np.nan))
+        # A 4 x 4 grid of small windows tells dB (mostly negative) from linear without decoding the
+        # whole file (an overview-sized read of a file without overviews decodes every block: 2.4 s
+        # of CPU on a full tile). Mostly empty samples fall back to that read.
+        size = 64
+        rows = np.linspace(0, max(src.height - size, 0), 4).astype(int)
+        cols = np.linspace(0, max(src.width - size, 0), 4).astype(int)
+        parts = [src.read(1, window=Window(int(c), int(r), min(size, src.width), min(size, src.height)),
+                          masked=True).astype(np.float32).filled(np.nan).ravel() for r in rows for c in cols]
+        sample = np.concatenate(parts)
+        if np.isfinite(sample).sum() < 1000:
+            full = src.read(1, out_shape=(min(src.height, 512), min(src.width, 512)), masked=True)
+            sample = full.astype(np.float32).filled(np.nan)
+    return guess_scale(sample)
 
 
 def _check_overlap(grid: Grid, s1: Grid, path: Path) -> None:
@@ -160,58 +178,112 @@ def _check_overlap(grid: Grid, s1: Grid, path: Path) -> None:
 
 
 def strips(inputs: SceneInputs) -> list[int]:
-    """Top rows of the strips (one coarsest cell high; the partial bottom strip is left out)."""
-    step = inputs.levels[0]
-    return list(range(0, (inputs.grid.height // step) * step, step))
+    """Top rows of the strips: one coarsest cell high, the last one whatever height remains."""
+    return list(range(0, inputs.grid.height, inputs.levels[0]))
+
+
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Let glibc keep freed numpy temporaries for reuse instead of unmapping them (once per process).
+
+    dask's nanny sets ``MALLOC_TRIM_THRESHOLD_``, which freezes malloc's mmap threshold at 128 kB,
+    so every temporary above that was mapped, page-faulted and zeroed again: ~40% of the strip
+    CPU went to the kernel. Above 32 MB (glibc's ceiling) buffers are still mapped; the strip
+    passes work in chunks well below that.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
 
 
 def process_strip(inputs: SceneInputs, row0: int, work_dir: str) -> StripResult:
-    """Read, co-register and describe one strip; write its aligned pixels to strip GeoTIFFs."""
+    """Read, co-register and describe one strip; write its aligned pixels to strip GeoTIFFs.
+
+    The strip spans the full width of the grid and ``levels[0]`` rows (fewer for the last strip);
+    every full cell of every level inside it is cut, so a scene whose size is not a multiple of
+    the coarsest level still gets all its finer cells.
+    """
+    _tune_malloc()
     g, step = inputs.grid, inputs.levels[0]
-    width = (g.width // inputs.levels[-1]) * inputs.levels[-1]
-    win = Window(0, row0, width, step)
+    height = min(step, g.height - row0)
+    win = Window(0, row0, g.width, height)
     wt = window_transform(win, g.transform)
     result = StripResult(row0)
-    valid = np.ones((step, width), dtype=bool)
+    valid = np.ones((height, g.width), dtype=bool)
     s2 = s1 = None
-    if inputs.s2_files:
-        s2 = np.stack([_read(inputs.s2_files[b], win) for b in S2_10M_BANDS]).astype(np.uint16)
-        valid &= np.any(s2 != 0, axis=0)
-        result.s2_strip = _write_strip(Path(work_dir) / f"s2_{row0:06d}.tif", s2, g.crs, wt, 0)
-    if inputs.s1_files:
-        s1 = np.stack([_warp(inputs.s1_files[p], g, win, inputs.s1_scale) for p in inputs.s1_files])
-        valid &= np.isfinite(s1[0])
-        result.s1_strip = _write_strip(Path(work_dir) / f"s1_{row0:06d}.tif", s1, g.crs, wt, np.nan)
-    per_kind: dict[str, list[NDArray[np.float32]]] = {}
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        if inputs.s2_files:
+            s2 = np.stack([_read(inputs.s2_files[b], win) for b in S2_10M_BANDS]).astype(np.uint16, copy=False)
+            valid &= np.any(s2 != 0, axis=0)
+            result.s2_strip = _write_strip(Path(work_dir) / f"s2_{row0:06d}.tif", s2, g.crs, wt, 0)
+        if inputs.s1_files:
+            s1 = np.stack([_warp(inputs.s1_files[p], g, win, inputs.s1_scale) for p in inputs.s1_files])
+            valid &= np.isfinite(s1[0])
+            result.s1_strip = _write_strip(Path(work_dir) / f"s1_{row0:06d}.tif", s1, g.crs, wt, np.nan)
+    selections: list[CellSelection] = []
     for level in inputs.levels:
+        if level > height:
+            continue
         frac = valid_fractions(valid, level)
         rr, cc = np.nonzero(frac >= inputs.min_valid)
         if rr.size == 0:
             continue
         r0 = row0 // level
         result.cells += [(level, r0 + int(r), int(c), float(frac[r, c])) for r, c in zip(rr, cc, strict=True)]
-        parts: dict[str, NDArray[np.float32]] = {}
+        selections.append(CellSelection(level, rr, cc))
+    per_level: dict[str, dict[int, NDArray[np.float32]]] = {}
+    if s2 is not None and selections:
+        refl = _reflectance_lut(inputs.s2_offset)[s2]
+        spectral = spectral_by_level(refl, S2_SPECTRAL.config, selections, S2_SPECTRAL.name)
+        texture_cfg = S2_DESCRIPTOR.texture.config
+        texture = wld_by_level(refl[texture_cfg.band], texture_cfg, selections, S2_DESCRIPTOR.texture.name)
+        per_level["s2"] = {lv: fuse_vectors(texture[lv], spectral[lv], S2_DESCRIPTOR.texture_weight)
+                           for lv in spectral}
+    if s1 is not None and selections:
+        s1_cfg = S1_DESCRIPTOR.config
+        per_level["s1"] = wld_by_level(s1[s1_cfg.band], s1_cfg, selections, S1_DESCRIPTOR.name)
         if s2 is not None:
-            stack = _cells(s2, level, rr, cc)
-            refl = s2_dn_to_reflectance(stack, offset=inputs.s2_offset, nodata=0)
-            parts["s2"] = S2_DESCRIPTOR.batch(refl)
-            spectral = S2_SPECTRAL.batch(refl)
-        if s1 is not None:
-            parts["s1"] = S1_DESCRIPTOR.batch(_cells(s1[:1], level, rr, cc))
-        if "s1" in parts and "s2" in parts:
-            parts["fused"] = fuse_vectors(parts["s1"], spectral)
-        for kind, vecs in parts.items():
-            per_kind.setdefault(kind, []).append(vecs)
-    result.vectors = {k: np.concatenate(v) for k, v in per_kind.items()}
+            per_level["fused"] = {lv: fuse_vectors(per_level["s1"][lv], spectral[lv]) for lv in spectral}
+    result.vectors = {k: np.concatenate([v[s.level] for s in selections]) for k, v in per_level.items()}
     return result
 
 
-def _cells(arr: NDArray[Any], level: int, rows: NDArray[np.intp], cols: NDArray[np.intp]) -> NDArray[Any]:
-    """The (n, bands, level, level) patches of the given cells of a strip (a view, then one gather)."""
-    b, h, w = arr.shape
-    nr, nc = h // level, w // level
-    blocks = arr[:, : nr * level, : nc * level].reshape(b, nr, level, nc, level).transpose(1, 3, 0, 2, 4)
-    return blocks[rows, cols]
+@functools.lru_cache(maxsize=4)
+def _reflectance_lut(offset: int) -> NDArray[np.float32]:
+    """:func:`s2_dn_to_reflectance` of every uint16 digital number: a table lookup gives the same values, 5x faster."""
+    return s2_dn_to_reflectance(np.arange(65536, dtype=np.uint16), offset=offset, nodata=0)
+
+
+def describe_windows(inputs: SceneInputs, level: int, row: int, col: int) -> dict[str, NDArray[np.float32]]:
+    """The descriptors of one cell computed from its own window alone (the reference for the strip path).
+
+    Reads the cell's window from the inputs as :func:`process_strip` does and calls the
+    descriptors' ``batch`` on it: slow, for checks.
+    """
+    g = inputs.grid
+    win = Window(col * level, row * level, level, level)
+    out: dict[str, NDArray[np.float32]] = {}
+    spectral = None
+    if inputs.s2_files:
+        s2 = np.stack([_read(inputs.s2_files[b], win) for b in S2_10M_BANDS]).astype(np.uint16, copy=False)
+        refl = s2_dn_to_reflectance(s2[None], offset=inputs.s2_offset, nodata=0)
+        out["s2"] = S2_DESCRIPTOR.batch(refl)[0]
+        spectral = S2_SPECTRAL.batch(refl)
+    if inputs.s1_files:
+        s1 = np.stack([_warp(inputs.s1_files[p], g, win, inputs.s1_scale) for p in inputs.s1_files])
+        out["s1"] = S1_DESCRIPTOR.batch(s1[None, :1])[0]
+        if spectral is not None:
+            out["fused"] = fuse_vectors(out["s1"][None], spectral)[0]
+    return out
 
 
 def _read(path: str, win: Window) -> NDArray[Any]:
@@ -238,9 +310,11 @@ def _warp(path: str, grid: Grid, win: Window, scale: str) -> NDArray[np.float32]
 
 
 def _write_strip(path: Path, data: NDArray[Any], crs: CRS, transform: Affine, nodata: float) -> str:
+    # Uncompressed: a strip file lives for seconds and is read once; compressing it cost more CPU
+    # than the final COG (and LZW made speckled float32 larger than the raw pixels).
     profile = {"driver": "GTiff", "count": data.shape[0], "height": data.shape[1], "width": data.shape[2],
                "dtype": data.dtype.name, "crs": crs, "transform": transform, "nodata": nodata,
-               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "LZW"}
+               "tiled": True, "blockxsize": 512, "blockysize": 512, "interleave": "pixel"}
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return str(path)
@@ -258,7 +332,8 @@ class SceneResult:
 
 
 def run_scene(inputs: SceneInputs, work_dir: Path, client: Any = None,
-              progress: Callable[[int, int], None] | None = None) -> SceneResult:
+              progress: Callable[[int, int], None] | None = None,
+              on_strip: Callable[[StripResult], None] | None = None) -> SceneResult:
     """Process every strip (on dask when ``client`` is given) and gather the results in order.
 
     Args:
@@ -266,6 +341,8 @@ def run_scene(inputs: SceneInputs, work_dir: Path, client: Any = None,
         work_dir: Folder for strip files (shared storage when workers run on other machines).
         client: A ``dask.distributed.Client``; None runs the strips here, one by one.
         progress: Called with (strips done, strips total).
+        on_strip: Called with each strip's result as it arrives (in completion order), e.g. to
+            write its rows while the other strips are still being computed.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     rows = strips(inputs)
@@ -273,6 +350,8 @@ def run_scene(inputs: SceneInputs, work_dir: Path, client: Any = None,
     if client is None:
         for i, r in enumerate(rows):
             results.append(process_strip(inputs, r, str(work_dir)))
+            if on_strip:
+                on_strip(results[-1])
             if progress:
                 progress(i + 1, len(rows))
     else:
@@ -281,6 +360,8 @@ def run_scene(inputs: SceneInputs, work_dir: Path, client: Any = None,
         futures = [client.submit(process_strip, inputs, r, str(work_dir), pure=False) for r in rows]
         for i, fut in enumerate(as_completed(futures)):
             results.append(fut.result())
+            if on_strip:
+                on_strip(results[-1])
             if progress:
                 progress(i + 1, len(rows))
             fut.release()
@@ -295,24 +376,74 @@ def run_scene(inputs: SceneInputs, work_dir: Path, client: Any = None,
                        [s.s1_strip for s in results if s.s1_strip])
 
 
+@dataclass(frozen=True)
+class CogOptions:
+    """Compression of a scene COG, chosen per data type (creation options of GDAL's COG driver)."""
+
+    compress: str
+    level: int | None = None
+    predictor: int | None = None
+
+    def creation_options(self) -> dict[str, Any]:
+        """The options for ``rasterio.shutil.copy(..., driver="COG")``."""
+        opts: dict[str, Any] = {"compress": self.compress}
+        if self.level is not None:
+            opts["level"] = self.level
+        if self.predictor is not None:
+            opts["predictor"] = self.predictor
+        return opts
+
+
+#: uint16 digital numbers: ZSTD level 1 with horizontal differencing compresses about as well as
+#: DEFLATE at a third of its CPU. float32 backscatter: speckle leaves nothing to compress (DEFLATE
+#: or ZSTD with the floating-point predictor made the S1 COG larger than its raw pixels), so no
+#: compression. Measured in bench/results_ingest.md.
+COG_BLOCKSIZE = 512
+COG_OPTIONS: dict[str, CogOptions] = {"uint16": CogOptions("ZSTD", 1, 2), "float32": CogOptions("NONE")}
+def overview_factors(height: int, width: int, blocksize: int = COG_BLOCKSIZE) -> list[int]:
+    """The overview levels GDAL's COG driver makes: halve until the image fits one block."""
+    factors: list[int] = []
+    f = 1
+    while max(height, width) / f > blocksize:
+        f *= 2
+        factors.append(f)
+    return factors
+
+
 def assemble_cog(strip_files: list[str], grid: Grid, target: Path, band_names: Sequence[str]) -> Path:
-    """Mosaic strip GeoTIFFs into one COG, strip by strip (bounded memory), then rename it into place."""
+    """Mosaic strip GeoTIFFs into one COG, strip by strip (bounded memory), then rename it into place.
+
+    The strips go into an uncompressed temporary mosaic whose overviews are built there (average);
+    the COG driver then only copies pixels and overviews and compresses them (:data:`COG_OPTIONS`)
+    on every core. Letting the COG driver compute the overviews itself took 3x the CPU (its odd
+    overview sizes round down where GDAL's overview builder rounds up: 1372 vs 1373 px at 1/8 of a
+    10980 px tile); a VRT of the strips as its source was slower still.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
     mosaic = tmp.with_suffix(".mosaic.tif")
     with rasterio.open(strip_files[0]) as first:
+        options = COG_OPTIONS.get(first.dtypes[0], CogOptions("ZSTD", 1))
+        # Band interleaving halves the overview CPU; the COG driver writes compressed COGs pixel-
+        # interleaved whatever its source, but keeps an uncompressed source's layout.
         profile = {**first.profile, "height": grid.height, "width": grid.width, "transform": grid.transform,
-                   "BIGTIFF": "IF_SAFER"}
+                   "BIGTIFF": "IF_SAFER", "interleave": "pixel" if options.compress == "NONE" else "band"}
+        profile.pop("compress", None)
     try:
-        with rasterio.open(mosaic, "w", **profile) as dst:
-            for f in strip_files:
-                with rasterio.open(f) as src:
-                    row0 = round((src.transform.f - grid.transform.f) / grid.transform.e)
-                    dst.write(src.read(), window=Window(0, row0, src.width, src.height))
-            for i, name in enumerate(band_names, start=1):
-                dst.set_band_description(i, name)
-        rasterio.shutil.copy(mosaic, tmp, driver="COG", compress="DEFLATE", predictor=2, blocksize=512,
-                             overview_resampling="average", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
+        with rasterio.Env(GDAL_CACHEMAX=ASSEMBLY_CACHE_MB):
+            with rasterio.open(mosaic, "w", **profile) as dst:
+                for f in strip_files:
+                    with rasterio.open(f) as src:
+                        row0 = round((src.transform.f - grid.transform.f) / grid.transform.e)
+                        dst.write(src.read(), window=Window(0, row0, src.width, src.height))
+                for i, name in enumerate(band_names, start=1):
+                    dst.set_band_description(i, name)
+                factors = overview_factors(grid.height, grid.width)
+                if factors:
+                    dst.build_overviews(factors, Resampling.average)
+            rasterio.shutil.copy(mosaic, tmp, driver="COG", blocksize=COG_BLOCKSIZE, overview_resampling="average",
+                                 OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE", BIGTIFF="IF_SAFER",
+                                 NUM_THREADS="ALL_CPUS", **options.creation_options())
         os.replace(tmp, target)
     finally:
         mosaic.unlink(missing_ok=True)
