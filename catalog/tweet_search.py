@@ -7,23 +7,112 @@ query lacks (no time, no place, no text) is simply not run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 from eofusion.fusion.base import RankedList
 
 
-def text(conn: psycopg.Connection, collection: str, query: str, n: int) -> RankedList:
-    """Tweets sharing words with the query, ranked by cover density (ts_rank_cd) — OR semantics."""
+@dataclass(frozen=True)
+class TextSearchConfig:
+    """How the words modality bounds its work on large collections.
+
+    Ranking every post that shares any word with the query costs a heap read and a ``ts_rank_cd`` per
+    match: a tweet's "rt", "the", "in" match most of a million posts (10 s a query). Candidates are
+    therefore selected by the query's rarest words (document frequencies from PostgreSQL's own
+    statistics of the ``tsv`` column, gathered by ANALYZE), plus the posts holding all the words;
+    every word still counts in the ranking of the candidates. When the candidates give fewer than
+    the posts asked for, the budget grows and the query runs again.
+
+    Attributes:
+        candidate_budget: Estimated posts the selecting words may match together; words are taken
+            rarest first until the next one would exceed it (the rarest one is always taken).
+        max_candidates: Hard cap on the posts of each selecting query that are ranked.
+        widen: Factor of the budget and cap for the next round, when a round found too few posts.
+        rounds: Rounds at most.
+    """
+
+    candidate_budget: int = 2_500
+    max_candidates: int = 5_000
+    widen: int = 4
+    rounds: int = 2
+
+
+def _word_frequencies(conn: psycopg.Connection, query: str) -> list[tuple[str, float]]:
+    """The query's distinct words with their estimated share of stored posts, rarest first.
+
+    A word missing from the most-common list gets half the list's smallest frequency, as PostgreSQL's
+    own selectivity estimate for ``@@`` does.
+    """
     rows = conn.execute(
-        "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('simple', %s)::text, '&', '|'), '')::tsquery AS q) "
-        "SELECT t.id, ts_rank_cd(t.tsv, q.q, 32) AS s FROM eofusion.tweets t, q "
-        "WHERE t.collection = %s AND q.q IS NOT NULL AND t.tsv @@ q.q ORDER BY s DESC, t.id LIMIT %s",
-        (query, collection, n)).fetchall()
+        "WITH w AS (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('simple', %s))) AS w), "
+        "s AS (SELECT most_common_elems::text::text[] AS e, most_common_elem_freqs AS f FROM pg_stats "
+        "WHERE schemaname = 'eofusion' AND tablename = 'tweets' AND attname = 'tsv'), "
+        # The array holds one frequency per element, then the minimum, maximum and null frequency.
+        "m AS (SELECT e, f, f[cardinality(e) + 1] / 2 AS rare FROM s) "
+        "SELECT w.w, coalesce((SELECT m.f[array_position(m.e, w.w)] FROM m), (SELECT m.rare FROM m), 0) "
+        "FROM w ORDER BY 2, 1", (query,)).fetchall()
+    return [(r[0], float(r[1])) for r in rows]
+
+
+def _any_word(words: list[str]) -> sql.Composable:
+    """An OR tsquery of words, each parsed as the stored texts were ('simple' configuration)."""
+    return sql.SQL(" || ").join(sql.SQL("plainto_tsquery('simple', {})").format(sql.Literal(w)) for w in words)
+
+
+def _ranking_query(query: str) -> sql.Composable:
+    """The query's words joined by OR, repeats kept: the ranking the words modality has always used."""
+    return sql.SQL("replace(plainto_tsquery('simple', {})::text, '&', '|')::tsquery").format(sql.Literal(query))
+
+
+def _rarest(words: list[tuple[str, float]], total: float, budget: float) -> list[str]:
+    """Words rarest first while their estimated posts fit the budget (at least one word)."""
+    chosen: list[str] = []
+    expected = 0.0
+    for word, share in words:
+        if chosen and expected + share * total > budget:
+            break
+        chosen.append(word)
+        expected += share * total
+    return chosen
+
+
+def text(conn: psycopg.Connection, collection: str, query: str, n: int,
+         config: TextSearchConfig = TextSearchConfig()) -> RankedList:
+    """Tweets sharing words with the query, ranked by cover density (ts_rank_cd) — OR semantics.
+
+    Only candidates are ranked: posts holding the rarest query words (see :class:`TextSearchConfig`)
+    and posts holding every word.
+    """
+    words = _word_frequencies(conn, query)
+    if not words:
+        return RankedList("text", [], [])
+    total_row = conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'eofusion.tweets'::regclass").fetchone()
+    total = max(float(total_row[0]) if total_row else 0.0, 1.0)  # -1 before the first ANALYZE
+    every = sql.SQL(" && ").join(sql.SQL("plainto_tsquery('simple', {})").format(sql.Literal(w))
+                                 for w, _ in words)
+    budget, cap = float(config.candidate_budget), config.max_candidates
+    for round_ in range(config.rounds):
+        chosen = _rarest(words, total, budget)
+        # UNION ALL + GROUP BY rather than UNION: tsvectors have no hash support, and re-reading the
+        # rows by primary key would cost one index probe per candidate.
+        stmt = sql.SQL(
+            "WITH c AS (SELECT id, tsv FROM (SELECT id, tsv FROM eofusion.tweets WHERE collection = {c} AND "
+            "tsv @@ ({rare}) LIMIT {cap}) a UNION ALL SELECT id, tsv FROM (SELECT id, tsv FROM eofusion.tweets "
+            "WHERE collection = {c} AND tsv @@ ({every}) LIMIT {cap}) b) "
+            "SELECT id, max(ts_rank_cd(tsv, {anyq}, 32)) AS s FROM c GROUP BY id ORDER BY s DESC, id LIMIT {n}"
+        ).format(c=sql.Literal(collection), rare=_any_word(chosen), every=every, anyq=_ranking_query(query),
+                 cap=sql.Literal(cap), n=sql.Literal(n))
+        rows = conn.execute(stmt).fetchall()
+        if len(rows) >= n or len(chosen) == len(words) or round_ == config.rounds - 1:
+            break
+        budget, cap = budget * config.widen, cap * config.widen
     return RankedList("text", [r[0] for r in rows], [float(r[1]) for r in rows])
 
 
@@ -41,24 +130,37 @@ def embedding(conn: psycopg.Connection, collection: str, vector: NDArray[np.floa
     return RankedList("embedding", [r[0] for r in rows], [1.0 - float(r[1]) for r in rows])
 
 
+#: Nearest posts in time on both sides, each side a range scan of (collection, datetime).
+TIME_SQL = (
+    "SELECT id, abs(extract(epoch FROM datetime - %(t)s)) AS gap FROM ("
+    "(SELECT id, datetime FROM eofusion.tweets WHERE collection = %(c)s AND datetime >= %(t)s "
+    " ORDER BY datetime LIMIT %(n)s) UNION ALL "
+    "(SELECT id, datetime FROM eofusion.tweets WHERE collection = %(c)s AND datetime < %(t)s "
+    " ORDER BY datetime DESC LIMIT %(n)s)) s ORDER BY gap, id LIMIT %(n)s")
+
+#: Nearest located posts: a KNN walk of the (collection, geometry) GiST index finds the n-th distance, then
+#: the posts within it are ordered with ties broken by id. ``ORDER BY distance, id`` alone cannot use the
+#: index order (PostgreSQL 15 sorted every located post of the collection); neither can a point given
+#: as a relation in FROM, hence the repeated expression.
+_POINT = "ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)"
+PLACE_SQL = (
+    f"WITH k AS (SELECT geometry <-> {_POINT} AS d FROM eofusion.tweets WHERE collection = %(c)s "
+    f"AND geometry IS NOT NULL ORDER BY geometry <-> {_POINT} LIMIT %(n)s) "
+    f"SELECT id, ST_DistanceSphere(geometry, {_POINT}) / 1000 FROM eofusion.tweets WHERE collection = %(c)s "
+    # The radius is widened by a hair so that float rounding cannot drop the n-th post or its ties.
+    f"AND ST_DWithin(geometry, {_POINT}, (SELECT max(d) * (1 + 1e-9) + 1e-12 FROM k)) "
+    f"ORDER BY geometry <-> {_POINT}, id LIMIT %(n)s")
+
+
 def time(conn: psycopg.Connection, collection: str, when: datetime, n: int) -> RankedList:
     """Nearest tweets in time (both sides of ``when``), score = minus the gap in hours."""
-    rows = conn.execute(
-        "SELECT id, abs(extract(epoch FROM datetime - %(t)s)) AS gap FROM ("
-        "(SELECT id, datetime FROM eofusion.tweets WHERE collection = %(c)s AND datetime >= %(t)s "
-        " ORDER BY datetime LIMIT %(n)s) UNION ALL "
-        "(SELECT id, datetime FROM eofusion.tweets WHERE collection = %(c)s AND datetime < %(t)s "
-        " ORDER BY datetime DESC LIMIT %(n)s)) s ORDER BY gap, id LIMIT %(n)s",
-        {"t": when, "c": collection, "n": n}).fetchall()
+    rows = conn.execute(TIME_SQL, {"t": when, "c": collection, "n": n}).fetchall()
     return RankedList("time", [r[0] for r in rows], [-float(r[1]) / 3600 for r in rows])
 
 
 def place(conn: psycopg.Connection, collection: str, lon: float, lat: float, n: int) -> RankedList:
     """Nearest located tweets (PostGIS KNN), score = minus the great-circle distance in km."""
-    rows = conn.execute(
-        "SELECT id, ST_DistanceSphere(geometry, p) / 1000 FROM eofusion.tweets, "
-        "ST_SetSRID(ST_MakePoint(%s, %s), 4326) p WHERE collection = %s AND geometry IS NOT NULL "
-        "ORDER BY geometry <-> p, id LIMIT %s", (lon, lat, collection, n)).fetchall()
+    rows = conn.execute(PLACE_SQL, {"lon": lon, "lat": lat, "c": collection, "n": n}).fetchall()
     ranked = sorted(rows, key=lambda r: (r[1], r[0]))  # KNN on degrees: re-sort by true distance
     return RankedList("place", [r[0] for r in ranked], [-float(r[1]) for r in ranked])
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import psycopg
+from numpy.typing import NDArray
 from psycopg.types.json import Jsonb
 
 from catalog.db import connect
@@ -61,21 +65,90 @@ class TweetIngestReport:
     embedded: int = 0
 
 
+class _EmbedWorker:
+    """Embeds stored batches in a thread while the caller's generator (geoparsing) makes the next ones.
+
+    The model's forward pass releases the GIL, so on two cores geoparsing and embedding overlap;
+    the queue is short so that memory stays bounded when embedding is the slower stage.
+    """
+
+    def __init__(self, database_url: str, collection: str, embedder: Any) -> None:
+        self.database_url, self.collection, self.embedder = database_url, collection, embedder
+        self.done = 0
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[list[tuple[str, str]] | None] = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="tweet-embedding", daemon=True)
+        self._thread.start()
+
+    def put(self, rows: list[tuple[str, str]]) -> None:
+        """Queue the (id, text) rows of a stored batch; raises the thread's error, if any."""
+        if self.error is not None:
+            raise self.error
+        self._queue.put(rows)
+
+    def close(self) -> int:
+        """Wait for the queued batches; the number embedded."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.done
+
+    def _run(self) -> None:
+        from catalog.tweet_search import store_embeddings
+
+        try:
+            with connect(self.database_url) as conn:
+                while (rows := self._queue.get()) is not None:
+                    ids, vectors = embed_texts(self.embedder, rows)
+                    store_embeddings(conn, self.collection, ids, vectors, self.embedder.name)
+                    conn.commit()
+                    self.done += len(ids)
+        except BaseException as err:  # re-raised in the caller's thread
+            self.error = err
+            while self._queue.get() is not None:  # let a blocked put() go on to see the error
+                pass
+
+
+def embed_texts(embedder: Any, rows: list[tuple[str, str]]) -> tuple[list[str], NDArray[np.float32]]:
+    """Embed (id, text) rows, each distinct text once: retweets repeat texts verbatim."""
+    texts = sorted({text for _, text in rows})
+    where = {text: i for i, text in enumerate(texts)}
+    vectors = embedder.embed(texts)
+    return [i for i, _ in rows], vectors[[where[text] for _, text in rows]]
+
+
 def ingest_tweets(database_url: str, tweets: Iterable[Any], collection: str = "tweets", batch_size: int = 2000,
-                  progress: Callable[[int], None] | None = None) -> TweetIngestReport:
+                  progress: Callable[[int], None] | None = None, embedder: Any | None = None) -> TweetIngestReport:
     """Store tweets (objects with a ``to_record()``) in batches, one transaction per batch.
 
     A rerun upserts the same ids; a bad record was already skipped by the reader, so nothing
     stored before is lost.
+
+    Args:
+        database_url: The catalogue.
+        tweets: Tweets or records; a generator (e.g. the geoparser's) is consumed batch by batch.
+        collection: Posts collection.
+        batch_size: Tweets per transaction.
+        progress: Called with the number stored so far.
+        embedder: When given (``TextEmbedder``), each stored batch is embedded in a background
+            thread while the next batch is read and geoparsed; otherwise run
+            :func:`embed_collection` afterwards.
+
+    Returns:
+        The counts, ``embedded`` included.
     """
     report = TweetIngestReport()
     batch: list[TweetRecord] = []
+    worker = _EmbedWorker(database_url, collection, embedder) if embedder is not None else None
 
     def flush() -> None:
         with connect(database_url) as conn, conn.transaction():
             upsert_tweets(conn, batch, collection)
             conn.execute("INSERT INTO eofusion.tweet_collections (collection) VALUES (%s) ON CONFLICT DO NOTHING",
                          (collection,))
+        if worker is not None:
+            worker.put([(t.id, t.text) for t in batch])
         report.stored += len(batch)
         report.located += sum(t.lon is not None for t in batch)
         report.geotagged += sum(t.location_source == "geotag" for t in batch)
@@ -83,12 +156,16 @@ def ingest_tweets(database_url: str, tweets: Iterable[Any], collection: str = "t
             progress(report.stored)
         batch.clear()
 
-    for t in tweets:
-        batch.append(t.to_record() if hasattr(t, "to_record") else t)
-        if len(batch) >= batch_size:
+    try:
+        for t in tweets:
+            batch.append(t.to_record() if hasattr(t, "to_record") else t)
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
             flush()
-    if batch:
-        flush()
+    finally:
+        if worker is not None:
+            report.embedded = worker.close()
     return report
 
 
@@ -103,8 +180,8 @@ def embed_collection(database_url: str, collection: str, embedder: Any, batch_si
             todo = without_embedding(conn, collection, batch_size)
             if not todo:
                 return done
-            vectors = embedder.embed([text for _, text in todo])
-            store_embeddings(conn, collection, [i for i, _ in todo], vectors, embedder.name)
+            ids, vectors = embed_texts(embedder, todo)
+            store_embeddings(conn, collection, ids, vectors, embedder.name)
             conn.commit()
         done += len(todo)
         if progress:
