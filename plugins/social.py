@@ -28,6 +28,8 @@ from eofusion.social.image import (
 from plugins.base import EOFusionProcessor, InputError, require
 
 MODALITIES = ("text", "embedding", "time", "place", "image", "concepts")
+#: The fusers the process offers: the tensor method of the EOPEN papers and the usual baselines.
+METHODS = ("tensor", "rrf", "combsum", "combmnz")
 #: A query photo in a request: smaller caps than at ingest, since anyone may send one.
 REQUEST_IMAGE_LIMITS = ImageLimits(max_bytes=8_000_000, max_pixels=24_000_000)
 _EXTRACTOR = ImageFeatureExtractor()  # the model loads on the first query photo, once per process
@@ -41,8 +43,8 @@ FUSION_METADATA: dict[str, Any] = {
     "title": {"en": "Multimodal search of posts with late fusion"},
     "description": {"en": "A query post (or free text, time, place and a photo) is searched in each modality (text "
                           "words, text embedding, time, place, image features, image concepts); the ranked lists are "
-                          "fused (tensor-based rank fusion by default; rrf and combsum as baselines). Each result "
-                          "carries its rank per modality. A modality the query lacks (no photo, no place...) is "
+                          "fused (tensor-based rank fusion by default; rrf, combsum and combmnz as baselines). Each "
+                          "result carries its rank per modality. A modality the query lacks (no photo, no place...) is "
                           "simply absent. Photos: EfficientNet-Lite0 (ImageNet) pooled features (image) and class "
                           "distributions (concepts); concepts are ImageNet class indices."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["late fusion", "social media"], "links": [],
@@ -64,7 +66,7 @@ FUSION_METADATA: dict[str, Any] = {
                   "minOccurs": 0, "maxOccurs": 1},
         "modalities": {"title": "Modalities", "schema": {"type": "array", "items": {
             "type": "string", "enum": list(MODALITIES)}}, "minOccurs": 0, "maxOccurs": 1},
-        "method": {"title": "Fusion", "schema": {"type": "string", "enum": ["tensor", "rrf", "combsum"]},
+        "method": {"title": "Fusion", "schema": {"type": "string", "enum": list(METHODS)},
                    "minOccurs": 0, "maxOccurs": 1},
         "depth": {"title": "Results per modality", "schema": {"type": "integer", "minimum": 10, "maximum": 1000},
                   "minOccurs": 0, "maxOccurs": 1},
@@ -172,8 +174,8 @@ class LateFusionSearchProcessor(EOFusionProcessor):
         depth = int(_num(data, "depth", 10, 1000) or 100)
         limit = int(_num(data, "limit", 1, 500) or 20)
         method = data.get("method") or "tensor"
-        if method not in ("tensor", "rrf", "combsum"):
-            raise InputError(f"method must be tensor, rrf or combsum, got {method!r}")
+        if method not in METHODS:
+            raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
         wanted = data.get("modalities") or list(MODALITIES)
         if not isinstance(wanted, list) or not set(wanted) <= set(MODALITIES):
             raise InputError(f"modalities are among {', '.join(MODALITIES)}; got {wanted!r}")

@@ -109,7 +109,7 @@ def test_late_fusion_finds_the_same_event(client: httpx.Client, crisis: dict, db
 def test_late_fusion_free_text_methods_and_errors(client: httpx.Client, crisis: dict) -> None:
     q = {"collection": "crisis", "text": "alluvione Olbia", "datetime": "2013-11-19T12:00:00Z", "lon": 9.5,
          "lat": 40.9, "limit": 10}
-    for method in ("tensor", "rrf", "combsum"):
+    for method in ("tensor", "rrf", "combsum", "combmnz"):
         r = fusion(client, {**q, "method": method})
         assert r.status_code == 200, r.text
         events = [x["event"] for x in r.json()["results"]]
