@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from catalog.load import collection_exists, upsert_collection, upsert_items
+from catalog.load import upsert_collection, upsert_items
 
 MODELS_COLLECTION = "models"
 MLM_EXTENSION = "https://stac-extensions.github.io/mlm/v1.5.2/schema.json"
@@ -23,7 +23,11 @@ MODEL_FILES = "/files/models"
 
 
 def models_collection() -> dict[str, Any]:
-    """The STAC collection of trained models (global extent: a model covers the collection it indexes)."""
+    """The STAC collection of trained models (global extent: a model covers the collection it indexes).
+
+    No ``summaries``: the MLM v1.5.2 schema validates every summary of a collection that declares it as an
+    object of MLM fields, so the usual array summaries (``"mlm:framework": ["pytorch"]``) fail validation.
+    """
     return {
         "type": "Collection", "stac_version": STAC_VERSION, "stac_extensions": [MLM_EXTENSION], "id": MODELS_COLLECTION,
         "title": "Trained search models",
@@ -31,15 +35,13 @@ def models_collection() -> dict[str, Any]:
                        "described with the STAC Machine Learning Model extension.",
         "license": "other",
         "extent": {"spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]}, "temporal": {"interval": [[None, None]]}},
-        "summaries": {"mlm:tasks": ["similarity-search"], "mlm:framework": ["pytorch"]},
         "links": [],
     }
 
 
 def ensure_models_collection(conn: psycopg.Connection) -> None:
-    """Create the ``models`` collection if it is missing."""
-    if not collection_exists(conn, MODELS_COLLECTION):
-        upsert_collection(conn, models_collection())
+    """Create the ``models`` collection, or bring it to the current definition (it is the server's own)."""
+    upsert_collection(conn, models_collection())
 
 
 def collection_footprint(conn: psycopg.Connection, collection: str) -> tuple[dict[str, Any], list[float]]:
