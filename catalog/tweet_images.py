@@ -89,7 +89,8 @@ def _ranked(conn: psycopg.Connection, modality: str, column: str, collection: st
     register_vector(conn)
     q = np.asarray(vector, dtype=np.float32)
     with conn.transaction():
-        conn.execute(f"SET LOCAL hnsw.ef_search = {max(ef_search, 2 * n)}")
+        # pgvector caps ef_search at 1000; the iterative scan still returns deeper lists.
+        conn.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(ef_search, 2 * n))}")
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         # Fetch twice n photos so posts with several photos still leave n distinct posts.
         rows = conn.execute(

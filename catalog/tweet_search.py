@@ -121,7 +121,8 @@ def embedding(conn: psycopg.Connection, collection: str, vector: NDArray[np.floa
     """Nearest tweets by cosine similarity of the text embeddings (HNSW)."""
     register_vector(conn)
     with conn.transaction():
-        conn.execute(f"SET LOCAL hnsw.ef_search = {max(ef_search, n)}")
+        # pgvector caps ef_search at 1000; the iterative scan still returns deeper lists.
+        conn.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(ef_search, n))}")
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         rows = conn.execute(
             "WITH c AS MATERIALIZED (SELECT id, embedding <=> %s AS d FROM eofusion.tweets WHERE collection = %s "
