@@ -25,8 +25,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from eofusion.active.oracle import METRICS, OracleConfig, evaluate_predictions, simulate_class
-from eofusion.active.round import RoundConfig, prepare_pool, run_round, score_pool
+from eofusion.active.oracle import METRICS, OracleConfig, evaluate_predictions, oracle_rounds, simulate_class
+from eofusion.active.round import RoundConfig, prepare_pool, score_pool
 
 Method = Literal["active", "random"]
 
@@ -215,19 +215,10 @@ def _fold(
     pick_rng = np.random.default_rng(random_ss)
     preds = np.zeros((cfg.n_rounds + 1, test.n), dtype=bool)
     counts = np.zeros(cfg.n_rounds + 1, dtype=np.int64)
-    for r in range(cfg.n_rounds + 1):
-        lab = np.flatnonzero(labelled)
-        res = run_round(pool, lab[train_y[lab]], lab[~train_y[lab]], round_cfg)
+    for r, res, lab in oracle_rounds(pool, train_y, labelled, round_cfg, cfg.n_rounds, cfg.batch_size, method,
+                                     pick_rng):
         preds[r] = score_pool(res.model, test) > 0
         counts[r] = lab.size
-        if r == cfg.n_rounds:
-            break
-        if method == "active":
-            picks = np.asarray(res.query_indices)
-        else:
-            free = np.flatnonzero(~labelled)
-            picks = pick_rng.choice(free, min(cfg.batch_size, free.size), replace=False)
-        labelled[picks] = True
     return preds, counts
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from eofusion.active.round import PreparedPool, RoundConfig, prepare_pool, run_round
+from eofusion.active.round import PreparedPool, RoundConfig, RoundResult, prepare_pool, run_round
 from eofusion.evaluation import balanced_accuracy, overall_accuracy, precision_recall_f1
 
 __all__ = [
@@ -111,6 +111,38 @@ def _as_pool(descriptors: ArrayLike | PreparedPool, cfg: RoundConfig) -> Prepare
     return descriptors if isinstance(descriptors, PreparedPool) else prepare_pool(descriptors, cfg)
 
 
+def oracle_rounds(pool: PreparedPool, y: NDArray[np.bool_], labelled: NDArray[np.bool_], round_cfg: RoundConfig,
+                  n_rounds: int, batch_size: int, method: str, rng: np.random.Generator
+                  ) -> Iterator[tuple[int, RoundResult, NDArray[np.intp]]]:
+    """The oracle's rounds: fit on the labelled items, yield, then label the next batch.
+
+    Args:
+        pool: The prepared pool.
+        y: ``(n,)`` the oracle's answers (True = positive).
+        labelled: ``(n,)`` items labelled so far (the initial draw); updated in place.
+        round_cfg: Round settings (``n_queries`` = the batch size).
+        n_rounds: Rounds after the initial fit.
+        batch_size: Labels added per round by the random baseline.
+        method: ``"active"`` labels the round's queries; anything else a random batch drawn with ``rng``.
+        rng: Random stream of the baseline.
+
+    Yields:
+        ``(round, result, labelled indices)`` for the initial fit (round 0) and each round.
+    """
+    for r in range(n_rounds + 1):
+        lab = np.flatnonzero(labelled)
+        res = run_round(pool, lab[y[lab]], lab[~y[lab]], round_cfg)
+        yield r, res, lab
+        if r == n_rounds:
+            return
+        if method == "active":
+            picks = np.asarray(res.query_indices)
+        else:
+            unlabelled = np.flatnonzero(~labelled)
+            picks = rng.choice(unlabelled, min(batch_size, unlabelled.size), replace=False)
+        labelled[picks] = True
+
+
 def simulate_class(
     descriptors: ArrayLike | PreparedPool,
     y_true: ArrayLike,
@@ -156,21 +188,11 @@ def simulate_class(
         labelled[neg0] = True
         scores = np.zeros((cfg.n_rounds + 1, len(METRICS)), dtype=np.float64)
         n_labels = np.zeros(cfg.n_rounds + 1, dtype=np.int64)
-        for r in range(cfg.n_rounds + 1):
-            lab = np.flatnonzero(labelled)
-            res = run_round(pool, lab[y[lab]], lab[~y[lab]], round_cfg)
+        for r, res, lab in oracle_rounds(pool, y, labelled, round_cfg, cfg.n_rounds, cfg.batch_size, method,
+                                         pick_rng):
             # Evaluated on the whole pool, labelled items included, as a user would see the map.
-            predicted = res.scores > 0
-            scores[r] = evaluate_predictions(y, predicted)
+            scores[r] = evaluate_predictions(y, res.scores > 0)
             n_labels[r] = lab.size
-            if r == cfg.n_rounds:
-                break
-            if method == "active":
-                picks = np.asarray(res.query_indices)
-            else:
-                unlabelled = np.flatnonzero(~labelled)
-                picks = pick_rng.choice(unlabelled, min(cfg.batch_size, unlabelled.size), replace=False)
-            labelled[picks] = True
         out[method] = (scores, n_labels)
     return out
 
