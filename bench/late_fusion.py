@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from catalog import tweet_search  # noqa: E402
-from catalog.db import connect, database_url  # noqa: E402
+from catalog.db import connect, database_url, embedded_cluster  # noqa: E402
 from catalog.migrate import migrate  # noqa: E402
 from eofusion.config import Settings  # noqa: E402
 from eofusion.fusion import fusers  # noqa: E402
@@ -475,7 +475,17 @@ def main() -> None:
         args.data_dir.mkdir(parents=True, exist_ok=True)
         args.data_dir.chmod(0o755)
         os.environ["EOFUSION_DATA_DIR"] = str(args.data_dir)
-    url = database_url(Settings.from_env())
+    settings = Settings.from_env()
+    url = database_url(settings)  # starts the embedded cluster of --data-dir when no URL is given
+    try:
+        run(args, url)
+    finally:
+        if settings.embedded:  # the data stay for --reuse; the server does not
+            embedded_cluster(settings).stop()
+
+
+def run(args: argparse.Namespace, url: str) -> None:
+    """The benchmark proper, on the database at ``url``."""
     migrate(url)
     print(f"machine: nproc {os.cpu_count()}, {platform.machine()}, Python {platform.python_version()}, "
           f"memory {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; {load_avg()}")
