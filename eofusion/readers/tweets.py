@@ -467,35 +467,40 @@ def read_crisislex_t26(event_dir: Path, config: ReaderConfig = ReaderConfig(),
         raise InputDataError(event_dir, "no *-tweets_labeled.csv: not a CrisisLexT26 event folder")
     times_file = next(event_dir.glob("*-tweetids_entire_period.csv"), None)
     times = _load_crisislex_times(times_file, report) if times_file else {}
-    emit = _Emitter(config, report)
-    with labelled.open(newline="", encoding="utf-8", errors="replace") as f:
+    for row, line, tid, text in _crisislex_rows(labelled, 5, _Emitter(config, report), report):
+        props: dict[str, Any] = {
+            "dataset": "CrisisLexT26", "information_source": row[2].strip(),
+            "information_type": row[3].strip(), "informativeness": row[4].strip(),
+        }
+        dt: datetime | None
+        if tid in times:
+            dt, included = times[tid]
+            props.update(time_source="crisislex", included=included)
+        else:
+            dt = time_from_snowflake(tid)
+            props["time_source"] = "tweet_id"
+            report.drop(TIME_FROM_ID, labelled.name, line, f"id {tid} not in the timestamp file")
+        report.kept += 1
+        yield Tweet(id=tid, text=text, datetime=dt, hashtags=extract_hashtags(text),
+                    event=config.event or event_dir.name, properties=props)
+
+
+def _crisislex_rows(path: Path, n_fields: int, emit: _Emitter, report: IngestReport
+                    ) -> Iterator[tuple[list[str], int, str, str]]:
+    """The data rows of a CrisisLex CSV: ``(row, line, id, text)`` of rows with ``n_fields`` fields and a usable
+    id and text; the others are counted in ``report`` with their reason."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.reader(f, skipinitialspace=True)
-        for row in _csv_rows(reader, labelled, report):
+        for row in _csv_rows(reader, path, report):
             if reader.line_num == 1 and row and row[0].strip().lower() == "tweet id":
                 continue
             report.read += 1
-            if len(row) != 5:
-                report.skip(MALFORMED_ROW, labelled.name, reader.line_num, f"{len(row)} fields, expected 5")
+            if len(row) != n_fields:
+                report.skip(MALFORMED_ROW, path.name, reader.line_num, f"{len(row)} fields, expected {n_fields}")
                 continue
-            checked = emit.check(row[0], row[1], labelled.name, reader.line_num)
-            if checked is None:
-                continue
-            tid, text = checked
-            props: dict[str, Any] = {
-                "dataset": "CrisisLexT26", "information_source": row[2].strip(),
-                "information_type": row[3].strip(), "informativeness": row[4].strip(),
-            }
-            dt: datetime | None
-            if tid in times:
-                dt, included = times[tid]
-                props.update(time_source="crisislex", included=included)
-            else:
-                dt = time_from_snowflake(tid)
-                props["time_source"] = "tweet_id"
-                report.drop(TIME_FROM_ID, labelled.name, reader.line_num, f"id {tid} not in the timestamp file")
-            report.kept += 1
-            yield Tweet(id=tid, text=text, datetime=dt, hashtags=extract_hashtags(text),
-                        event=config.event or event_dir.name, properties=props)
+            checked = emit.check(row[0], row[1], path.name, reader.line_num)
+            if checked is not None:
+                yield row, reader.line_num, checked[0], checked[1]
 
 
 def read_crisislex_t6(event_dir: Path, config: ReaderConfig = ReaderConfig(),
@@ -518,26 +523,13 @@ def read_crisislex_t6(event_dir: Path, config: ReaderConfig = ReaderConfig(),
     path = next(event_dir.glob("*-ontopic_offtopic.csv"), None)
     if path is None:
         raise InputDataError(event_dir, "no *-ontopic_offtopic.csv: not a CrisisLexT6 event folder")
-    emit = _Emitter(config, report)
-    with path.open(newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f, skipinitialspace=True)
-        for row in _csv_rows(reader, path, report):
-            if reader.line_num == 1 and row and row[0].strip().lower() == "tweet id":
-                continue
-            report.read += 1
-            if len(row) != 3:
-                report.skip(MALFORMED_ROW, path.name, reader.line_num, f"{len(row)} fields, expected 3")
-                continue
-            checked = emit.check(row[0], row[1], path.name, reader.line_num)
-            if checked is None:
-                continue
-            tid, text = checked
-            label = row[2].strip()
-            report.kept += 1
-            yield Tweet(id=tid, text=text, datetime=time_from_snowflake(tid), hashtags=extract_hashtags(text),
-                        event=config.event or event_dir.name,
-                        properties={"dataset": "CrisisLexT6", "label": label, "on_topic": label == "on-topic",
-                                    "time_source": "tweet_id"})
+    for row, _, tid, text in _crisislex_rows(path, 3, _Emitter(config, report), report):
+        label = row[2].strip()
+        report.kept += 1
+        yield Tweet(id=tid, text=text, datetime=time_from_snowflake(tid), hashtags=extract_hashtags(text),
+                    event=config.event or event_dir.name,
+                    properties={"dataset": "CrisisLexT6", "label": label, "on_topic": label == "on-topic",
+                                "time_source": "tweet_id"})
 
 
 # --- Twitter API JSON ----------------------------------------------------------------------------
