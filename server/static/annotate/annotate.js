@@ -61,19 +61,7 @@
     el.notice.textContent = text;
   }
 
-  async function busy(button, label, work) {
-    const original = button.textContent;
-    button.disabled = true;
-    button.setAttribute("aria-busy", "true");
-    button.textContent = label;
-    try {
-      return await work();
-    } finally {
-      button.disabled = false;
-      button.removeAttribute("aria-busy");
-      button.textContent = original;
-    }
-  }
+  const { busy } = window.EOFusion;
 
   // ---------------------------------------------------------------- items and footprints
 

@@ -61,5 +61,20 @@
     box.hidden = false;
   }
 
-  window.EOFusion = Object.freeze({ ServerError, api, showError, clearError });
+  // Run work() with the button disabled and relabelled, restored whatever happens.
+  async function busy(button, label, work) {
+    const original = button.textContent;
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    button.textContent = label;
+    try {
+      return await work();
+    } finally {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+      button.textContent = original;
+    }
+  }
+
+  window.EOFusion = Object.freeze({ ServerError, api, showError, clearError, busy });
 })();

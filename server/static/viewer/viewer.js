@@ -30,23 +30,9 @@
 
   // ---------------------------------------------------------------- server calls and messages
 
-  const { ServerError, api } = window.EOFusion;
+  const { ServerError, api, busy } = window.EOFusion;
   const showError = (err) => window.EOFusion.showError(el.message, err);
   const clearError = () => window.EOFusion.clearError(el.message);
-
-  async function busy(button, label, work) {
-    const original = button.textContent;
-    button.disabled = true;
-    button.setAttribute("aria-busy", "true");
-    button.textContent = label;
-    try {
-      return await work();
-    } finally {
-      button.disabled = false;
-      button.removeAttribute("aria-busy");
-      button.textContent = original;
-    }
-  }
 
   const kindFilter = (kind) => ({ "filter-lang": "cql2-json", filter: { op: "=", args: [{ property: KIND }, kind] } });
 
