@@ -34,6 +34,20 @@
   const showError = (err) => window.EOFusion.showError(el.message, err);
   const clearError = () => window.EOFusion.clearError(el.message);
 
+  // A <dl> of [term, value] rows, leaving out rows without a value.
+  function definitionList(rows) {
+    const dl = document.createElement("dl");
+    for (const [k, v] of rows) {
+      if (!v) continue;
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = v;
+      dl.append(dt, dd);
+    }
+    return dl;
+  }
+
   const kindFilter = (kind) => ({ "filter-lang": "cql2-json", filter: { op: "=", args: [{ property: KIND }, kind] } });
 
   function bboxOf(feature) {
@@ -89,18 +103,10 @@
     div.className = "patch-popup";
     const title = document.createElement("strong");
     title.textContent = f.id;
-    const dl = document.createElement("dl");
     const rows = [["Collection", f.collection], ["Grid level", p["eofusion:grid_level"] && `${p["eofusion:grid_level"]} px`],
                   ["Scene", p["eofusion:scene"]],
                   ["Labels", (p["eofusion:source_labels"] || p["eofusion:ground_truth"] || []).join(", ")]];
-    for (const [k, v] of rows) {
-      if (!v) continue;
-      const dt = document.createElement("dt");
-      dt.textContent = k;
-      const dd = document.createElement("dd");
-      dd.textContent = v;
-      dl.append(dt, dd);
-    }
+    const dl = definitionList(rows);
     div.append(title, dl);
     return div;
   }
@@ -311,19 +317,11 @@
     const text = document.createElement("p");
     text.className = "post-text";
     text.textContent = r.text || "(no text)";
-    const dl = document.createElement("dl");
     const rows = [["Time", r.datetime ? r.datetime.replace("+00:00", "Z") : "unknown"],
                   ["Fused score", formatScore(r.score)], ["Fused rank", `#${position}`], ["Event", r.event],
                   ["Place", `lat ${r.lat.toFixed(4)}, lon ${r.lon.toFixed(4)}${r.location_source ? " (" + r.location_source
                     + ")" : ""}`], ["Post id", r.id]];
-    for (const [k, v] of rows) {
-      if (!v) continue;
-      const dt = document.createElement("dt");
-      dt.textContent = k;
-      const dd = document.createElement("dd");
-      dd.textContent = v;
-      dl.append(dt, dd);
-    }
+    const dl = definitionList(rows);
     const head = document.createElement("p");
     head.textContent = "Rank in each modality:";
     head.className = "hint";
