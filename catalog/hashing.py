@@ -314,14 +314,16 @@ async def hamming_nearest(conn: Any, stored: StoredModel, code: str, query: NDAr
     base = (f"FROM (SELECT collection, id FROM pgstac.items WHERE {where}) i JOIN eofusion.hash_codes h "
             f"ON h.collection = i.collection AND h.item_id = i.id "
             f"WHERE h.model_id = '{stored.id}'::uuid AND h.bits = {bits}")
+    # Counts as literals too (validated ints), so that the cached generic plan knows them (see ranked_rows).
+    n, limit, offset = int(n), int(limit), int(offset)
     exact_candidates = (f"SELECT i.collection, i.id, {ham} AS ham {base} "
-                        f"ORDER BY {ham} + 0, i.collection, i.id LIMIT $2")
-    index_candidates = f"SELECT i.collection, i.id, {ham} AS ham {base} ORDER BY {ham} LIMIT $2"
-    rerank = (f"SELECT c.collection, c.id, c.ham, d.{kind} <-> $3::vector AS dist FROM c "
+                        f"ORDER BY {ham} + 0, i.collection, i.id LIMIT {n}")
+    index_candidates = f"SELECT i.collection, i.id, {ham} AS ham {base} ORDER BY {ham} LIMIT {n}"
+    rerank = (f"SELECT c.collection, c.id, c.ham, d.{kind} <-> $2::vector AS dist FROM c "
               "JOIN eofusion.descriptors d ON d.collection = c.collection AND d.item_id = c.id "
-              f"WHERE d.{kind} IS NOT NULL ORDER BY dist, c.ham, c.collection, c.id LIMIT $4 OFFSET $5")
+              f"WHERE d.{kind} IS NOT NULL ORDER BY dist, c.ham, c.collection, c.id LIMIT {limit} OFFSET {offset}")
     rows = await ranked_rows(conn, f"FROM pgstac.items WHERE {where}",
                              f"WITH c AS MATERIALIZED ({exact_candidates}) {rerank}",
                              f"WITH c AS MATERIALIZED ({index_candidates}) {rerank}",
-                             (code, n, vector_literal(query), limit, offset), limit, exact_below, min(1000, n))
+                             (code, vector_literal(query)), limit, exact_below, min(1000, n))
     return [HashNeighbour(r["collection"], r["id"], float(r["dist"]), int(r["ham"])) for r in rows]

@@ -168,6 +168,6 @@ async def text_nearest(conn: Any, stored: StoredModel, query: NDArray[np.floatin
     base = (f"FROM (SELECT collection, id FROM pgstac.items WHERE {where}) i JOIN eofusion.text2patch_embeddings e "
             f"ON e.collection = i.collection AND e.item_id = i.id WHERE e.model_id = '{stored.id}'::uuid")
     rows = await ranked_rows(conn, f"FROM pgstac.items WHERE {where}",
-                             *ranking_sql(base, "(e.embedding <=> $1::vector)"),
-                             (vector_literal(query), limit, offset), limit, exact_below, ef_search(limit + offset))
+                             *ranking_sql(base, "(e.embedding <=> $1::vector)", limit, offset),
+                             (vector_literal(query),), limit, exact_below, ef_search(limit + offset))
     return [Neighbour(r["collection"], r["id"], float(r["dist"])) for r in rows]

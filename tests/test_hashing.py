@@ -244,6 +244,28 @@ def test_model_codes_are_consistent_across_forms(eurosat: LabelledDescriptors,
         model.encode(eurosat.vectors[:, :100])
 
 
+def test_numpy_inference_matches_the_torch_network(eurosat: LabelledDescriptors,
+                                                   trained64: dict[int, tuple[DeepHasher, NDArray[np.int64],
+                                                                              NDArray[np.int64]]]) -> None:
+    # Inference runs in numpy (one query in microseconds); the network it copies is the reference.
+    model = trained64[2][0]
+    with torch.no_grad():
+        reference = model.net(torch.from_numpy(eurosat.vectors.astype(np.float32))).numpy()
+    outputs = model.outputs(eurosat.vectors)
+    np.testing.assert_allclose(outputs, reference, atol=1e-5)
+    decided = np.abs(reference) > 1e-4  # a sign at float rounding distance from 0 may go either way
+    np.testing.assert_array_equal((outputs > 0)[decided], (reference > 0)[decided])
+    # One row at a time gives the rows of the batch.
+    np.testing.assert_allclose(np.concatenate([model.outputs(v) for v in eurosat.vectors[:5]]), outputs[:5],
+                               atol=1e-6)
+    sqrt = train_hashing(eurosat.vectors[::3], eurosat.labels[::3],
+                         HashingConfig(n_bits=32, epochs=5, seed=1, input_transform="sqrt", dropout=0.2))[0]
+    with torch.no_grad():
+        # Bins almost constant in this small sample get a tiny std, which magnifies float32 rounding.
+        np.testing.assert_allclose(sqrt.outputs(eurosat.vectors),
+                                   sqrt.net(torch.from_numpy(eurosat.vectors.astype(np.float32))).numpy(), atol=5e-4)
+
+
 def test_save_load_round_trips_bit_identical_codes(
     tmp_path: Path, eurosat: LabelledDescriptors,
     trained64: dict[int, tuple[DeepHasher, NDArray[np.int64], NDArray[np.int64]]],

@@ -169,3 +169,41 @@ def test_exact_or_hnsw_choice_asks_the_planner_then_counts_with_a_cap(db_url: st
             await conn.close()
 
     assert asyncio.run(run()) == [False, False, False, True, True]
+
+
+def test_search_settings_stay_inside_the_search(db_url: str, archives: dict) -> None:
+    """Repeated searches (past the five after which PostgreSQL may cache a generic plan) return the same ranking,
+    and the search's SET LOCALs end with it, on its own or inside a caller's transaction, also after an error."""
+    async def run() -> None:
+        conn = await asyncpg.connect(db_url, server_settings={"search_path": "pgstac,public"})
+        try:
+            q = await similarity.query_vector(conn, "s2", {"collection": "eurosat", "item": "River_1237"})
+            everything = await similarity.where_clause(conn, {"collections": ["eurosat"]})
+            runs = [[n.item_id for n in await similarity.nearest(conn, "s2", q, everything, 10, exact_below=0)]
+                    for _ in range(8)]
+            assert runs[0][0] == "River_1237" and all(r == runs[0] for r in runs)
+            pages = [[n.item_id for n in await similarity.nearest(conn, "s2", q, everything, 5, offset=o,
+                                                                  exact_below=0)] for o in (0, 5)]
+            assert pages[0] + pages[1] == runs[0]
+            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+            assert await conn.fetchval("SHOW hnsw.ef_search") == "40"
+            assert not conn.is_in_transaction()
+            work_mem = await conn.fetchval("SHOW work_mem")
+            async with conn.transaction():
+                await conn.execute("SET LOCAL hnsw.ef_search = 77")
+                await similarity.nearest(conn, "s2", q, everything, 10, exact_below=0)
+                assert await conn.fetchval("SHOW hnsw.ef_search") == "77"  # the caller's setting is back
+                assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+                with pytest.raises(asyncpg.PostgresError):
+                    async with similarity.local_settings(conn, {"work_mem": "7MB"}):
+                        assert await conn.fetchval("SHOW work_mem") == "7MB"
+                        await conn.fetch("SELECT 1/0")
+                assert await conn.fetchval("SHOW work_mem") == work_mem  # the caller's transaction goes on
+            with pytest.raises(asyncpg.PostgresError):
+                async with similarity.local_settings(conn, {"work_mem": "7MB"}):
+                    await conn.fetch("SELECT 1/0")
+            assert not conn.is_in_transaction() and await conn.fetchval("SHOW work_mem") == work_mem
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

@@ -70,7 +70,7 @@ def pack_bits(bits: ArrayLike) -> NDArray[np.uint8]:
         ValueError: If a value is not 0 or 1.
     """
     b = np.asarray(bits)
-    if b.size and not np.isin(b, (0, 1)).all():
+    if b.size and not ((b == 0) | (b == 1)).all():  # np.isin cost 50 us per query code
         raise ValueError("bits must be 0 or 1")
     return np.packbits(b.astype(np.uint8), axis=-1, bitorder="big")
 
@@ -109,7 +109,7 @@ def bits_to_text(bits: ArrayLike) -> str | list[str]:
     b = np.asarray(bits)
     if b.ndim not in (1, 2):
         raise ValueError(f"expected (K,) or (n, K) bits, got shape {b.shape}")
-    if b.size and not np.isin(b, (0, 1)).all():
+    if b.size and not ((b == 0) | (b == 1)).all():  # np.isin cost 50 us per query code
         raise ValueError("bits must be 0 or 1")
     # Map through ASCII bytes: one vectorised step instead of a join per code.
     chars = (b.astype(np.uint8) + ord("0")).astype(np.uint8)

@@ -204,7 +204,10 @@ class DeepHasher:
             config: Its configuration.
             metadata: JSON-serialisable facts: training data summary, metrics, descriptor name, ...
         """
-        self.net = net.eval()
+        self.net = net.eval()  # frozen from here on: inference reads a numpy copy of its weights
+        self._layers: list[tuple[NDArray[np.float32], NDArray[np.float32]]] | None = None
+        self._scale: tuple[NDArray[np.float32], NDArray[np.float32]] = (np.zeros(0, np.float32),
+                                                                         np.ones(0, np.float32))
         self.config = config
         self.metadata: dict[str, Any] = dict(metadata or {})
 
@@ -234,12 +237,27 @@ class DeepHasher:
         x = np.atleast_2d(np.asarray(descriptors, dtype=np.float32))
         if x.shape[1] != self.input_dim:
             raise ValueError(f"expected descriptors of length {self.input_dim}, got {x.shape[1]}")
-        self.net.eval()
         out = np.empty((x.shape[0], self.n_bits), dtype=np.float32)
-        with torch.no_grad():
-            for start in range(0, x.shape[0], batch_size):
-                out[start : start + batch_size] = self.net(torch.from_numpy(x[start : start + batch_size])).numpy()
+        for start in range(0, x.shape[0], batch_size):
+            out[start : start + batch_size] = self._forward(x[start : start + batch_size])
         return out
+
+    def _forward(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        # Inference in numpy: one query through torch cost 0.3 ms idle and 3 ms beside other processes
+        # (its thread pool), ten times the Hamming index scan it feeds; numpy takes ~20 us.
+        if self._layers is None:
+            net = self.net.eval()
+            self._layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy())
+                            for m in net.body if isinstance(m, nn.Linear)]
+            self._scale = (net.mean.numpy().copy(), net.std.numpy().copy())
+        mean, std = self._scale
+        z = np.sqrt(np.maximum(x, 0.0)) if self.net.input_transform == "sqrt" else x
+        h = (z - mean) / std
+        for i, (w, b) in enumerate(self._layers):
+            h = h @ w + b
+            if i < len(self._layers) - 1:
+                np.maximum(h, 0.0, out=h)  # ReLU; dropout is the identity at inference
+        return np.tanh(h).astype(np.float32, copy=False)
 
     def bits(self, descriptors: ArrayLike) -> NDArray[np.uint8]:
         """``(n, K)`` bits ``sign(h) > 0``."""
