@@ -155,7 +155,7 @@ async def ranked_rows(conn: Any, from_sql: str, exact_sql: str, index_sql: str, 
     # prepares every statement, and planning it anew took 0.4 ms, as long as the Hamming search itself; the
     # statements carry LIMIT and OFFSET as literals (see ranking_sql), so the generic plan is the custom one
     # (with LIMIT as a parameter it sorted the whole table: p95 1 s).
-    settings = {"jit": "off", "plan_cache_mode": "force_generic_plan", "hnsw.ef_search": int(ef),
+    settings: dict[str, str | int] = {"jit": "off", "plan_cache_mode": "force_generic_plan", "hnsw.ef_search": int(ef),
                 "hnsw.iterative_scan": "relaxed_order"}
     async with local_settings(conn, settings):
         exact = await use_exact(conn, from_sql, exact_below)
