@@ -28,6 +28,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
   touch "$stamp"
 fi
+# numba compiles the WLD kernel into its on-disk cache once here, not in every ingest worker at once.
+.venv/bin/python -c "from eofusion.features.wld_kernel import warm_up; warm_up()"
 
 # 3. Leaflet for the /viewer map page, bundled from the npm registry into server/static/viewer/vendor/
 #    (not committed, never loaded from a CDN); rebuilt only when missing or package.json changed.

@@ -241,6 +241,32 @@ class WLDDescriptor(Descriptor):
 def wld_codes(values: FloatArray, cfg: WLDConfig, name: str = "wld") -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Per-pixel joint WLD bin index and the mask of pixels that count, for a batch of images.
 
+    The compiled kernel (:mod:`eofusion.features.wld_kernel`) when numba is installed, else
+    :func:`wld_codes_reference`; both return the same arrays bit for bit (tested), with the
+    semantics documented there.
+
+    Args:
+        values: ``(n, h, w)`` SAR values in ``cfg.scale``.
+        cfg: Descriptor parameters.
+        name: Descriptor name for error messages.
+
+    Returns:
+        ``(codes, use)``: ``(n, h, w)`` int64 bin indices ``m * T + t`` and the bool mask.
+
+    Raises:
+        ValueError: If an image has no valid (finite, > 0) pixel.
+    """
+    try:
+        from eofusion.features.wld_kernel import wld_codes_compiled
+    except ImportError:  # numba missing: the numpy reference is exact, only slower
+        return wld_codes_reference(values, cfg, name)
+    return wld_codes_compiled(values, cfg, name)
+
+
+def wld_codes_reference(values: FloatArray, cfg: WLDConfig,
+                        name: str = "wld") -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Per-pixel joint WLD bin index and the mask of pixels that count (numpy reference).
+
     Every window is truncated at the image border (zero padding, excluded from the means) and
     around nodata, so a pixel's code depends only on the image it is computed in. Pixels at
     least ``max(ring_radius, roa_radius)`` from every border get the same code, bit for bit, in
@@ -311,7 +337,23 @@ def wld_codes(values: FloatArray, cfg: WLDConfig, name: str = "wld") -> tuple[ND
         gx = np.log(right / left)
         gy = np.log(down / up)
     use &= np.isfinite(ratio) & (ratio > 0) & np.isfinite(gx) & np.isfinite(gy)
+    return quantise(ratio, gx, gy, use, cfg), use
 
+
+def quantise(ratio: NDArray[np.float64], gx: NDArray[np.float64], gy: NDArray[np.float64],
+             use: NDArray[np.bool_], cfg: WLDConfig) -> NDArray[np.int64]:
+    """Joint bin index ``m * T + t`` from the centre/ring ratio and the ROA log-ratios.
+
+    Args:
+        ratio: Ring mean over centre mean.
+        gx: ``log(right / left)``.
+        gy: ``log(down / up)``.
+        use: Pixels that count; the others get the code of neutral values.
+        cfg: Descriptor parameters.
+
+    Returns:
+        int64 codes, the shape of the inputs.
+    """
     # Unused pixels (nodata, NaN ratios) get neutral values; they are masked out of the histogram.
     excess = np.where(use & (np.abs(ratio - 1.0) >= _TIE_TOL), ratio - 1.0, 0.0)
     gx = np.where(use & (np.abs(gx) >= _TIE_TOL), gx, 0.0)
@@ -332,8 +374,7 @@ def wld_codes(values: FloatArray, cfg: WLDConfig, name: str = "wld") -> tuple[ND
     # floor(...) lies in [0, T] because theta lies in [0, 2 * pi]: "mod T" only folds T onto 0.
     t = np.floor(theta / (2 * np.pi) * t_bins + 0.5).astype(np.int64)
     t[t == t_bins] = 0
-
-    return m * t_bins + t, use
+    return m * t_bins + t
 
 
 def _joint_histogram(codes: NDArray[np.int64], use: NDArray[np.bool_], dim: int, name: str) -> Vector:

@@ -36,6 +36,7 @@ from eofusion.features.s2texture import S2TextureDescriptor
 from eofusion.features.spectral import SpectralConfig, SpectralDescriptor, s2_dn_to_reflectance
 from eofusion.features.wld import WLDConfig, WLDDescriptor
 from eofusion.grid import valid_fractions
+from eofusion.pipeline.coregister import average_translated, translation
 from eofusion.pipeline.strip_features import CellSelection, spectral_by_level, wld_by_level
 from eofusion.readers.errors import InputDataError
 from eofusion.readers.sentinel1 import POLARISATIONS, find_polarisation_files, guess_scale, to_linear_intensity
@@ -295,13 +296,23 @@ def _read(path: str, win: Window) -> NDArray[Any]:
 
 
 def _warp(path: str, grid: Grid, win: Window, scale: str) -> NDArray[np.float32]:
+    """Band 1 of ``path`` resampled (area-weighted average) onto a window of ``grid``, in linear intensity.
+
+    A source on the grid's CRS and pixel size, only translated, is averaged directly
+    (:mod:`eofusion.pipeline.coregister`: GDAL's values within float32 rounding, a fraction of
+    the warper's CPU); anything else goes through GDAL's ``WarpedVRT``.
+    """
     try:
         with rasterio.open(path) as src:
             nodata = src.nodata if src.nodata is not None else (0 if scale != "db" else None)
-            with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-                           resampling=Resampling.average, src_nodata=nodata, nodata=np.nan,
-                           dtype="float32") as vrt:
-                band = vrt.read(1, window=win, boundless=False).astype(np.float32)
+            shift = translation(src, grid.crs, grid.transform, nodata)
+            if shift is not None and nodata is not None:
+                band = average_translated(src, shift, win, nodata)
+            else:
+                with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                               resampling=Resampling.average, src_nodata=nodata, nodata=np.nan,
+                               dtype="float32") as vrt:
+                    band = vrt.read(1, window=win, boundless=False).astype(np.float32)
     except rasterio.errors.RasterioIOError as err:
         raise InputDataError(path, f"cannot read raster: {err}") from err
     lin = to_linear_intensity(band, scale)
