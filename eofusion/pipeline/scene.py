@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -421,45 +422,118 @@ def overview_factors(height: int, width: int, blocksize: int = COG_BLOCKSIZE) ->
     return factors
 
 
-def assemble_cog(strip_files: list[str], grid: Grid, target: Path, band_names: Sequence[str]) -> Path:
-    """Mosaic strip GeoTIFFs into one COG, strip by strip (bounded memory), then rename it into place.
+class CogAssembler:
+    """Builds one scene COG from its strip GeoTIFFs, the strips copied in as they arrive.
 
-    The strips go into an uncompressed temporary mosaic whose overviews are built there (average);
-    the COG driver then only copies pixels and overviews and compresses them (:data:`COG_OPTIONS`)
-    on every core. Letting the COG driver compute the overviews itself took 3x the CPU (its odd
-    overview sizes round down where GDAL's overview builder rounds up: 1372 vs 1373 px at 1/8 of a
-    10980 px tile); a VRT of the strips as its source was slower still.
+    The strips go into an uncompressed temporary mosaic, on a thread of this assembler's own, while the
+    other strips are still computed; :meth:`finish` builds the mosaic's overviews (average) and lets the
+    COG driver copy pixels and overviews and compress them (:data:`COG_OPTIONS`) on every core. Letting
+    the COG driver compute the overviews itself took 3x the CPU (its odd overview sizes round down where
+    GDAL's overview builder rounds up: 1372 vs 1373 px at 1/8 of a 10980 px tile); a VRT of the strips as
+    its source was slower still. Every GDAL call on the mosaic runs on the one thread.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    mosaic = tmp.with_suffix(".mosaic.tif")
-    with rasterio.open(strip_files[0]) as first:
-        options = COG_OPTIONS.get(first.dtypes[0], CogOptions("ZSTD", 1))
-        # Band interleaving halves the overview CPU; the COG driver writes compressed COGs pixel-
-        # interleaved whatever its source, but keeps an uncompressed source's layout.
-        profile = {**first.profile, "height": grid.height, "width": grid.width, "transform": grid.transform,
-                   "BIGTIFF": "IF_SAFER", "interleave": "pixel" if options.compress == "NONE" else "band"}
-        profile.pop("compress", None)
-    try:
+
+    def __init__(self, grid: Grid, target: Path, band_names: Sequence[str]) -> None:
+        """Prepare (nothing is written before the first strip).
+
+        Args:
+            grid: The scene grid the strips tile (full-width strips).
+            target: The COG to create; replaced atomically by :meth:`finish`.
+            band_names: Band descriptions.
+        """
+        self.grid, self.target, self.band_names = grid, target, tuple(band_names)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(target)
+        self._tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        self._mosaic = target.with_name(f".{target.name}.{os.getpid()}.mosaic.tif")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cog-{target.stem}")
+        self._pending: list[Future[None]] = []
+        self._dst: Any = None
+        self._options = CogOptions("ZSTD", 1)
+        self._closed = False
+
+    def add(self, strip_file: str) -> None:
+        """Queue a strip file for copying into the mosaic (returns at once)."""
+        self._pending.append(self._thread.submit(self._write, strip_file))
+
+    def _write(self, strip_file: str) -> None:
+        with rasterio.Env(GDAL_CACHEMAX=ASSEMBLY_CACHE_MB), rasterio.open(strip_file) as src:
+            if self._dst is None:
+                self._options = COG_OPTIONS.get(src.dtypes[0], CogOptions("ZSTD", 1))
+                # Band interleaving halves the overview CPU; the COG driver writes compressed COGs pixel-
+                # interleaved whatever its source, but keeps an uncompressed source's layout.
+                profile = {**src.profile, "height": self.grid.height, "width": self.grid.width,
+                           "transform": self.grid.transform, "BIGTIFF": "IF_SAFER",
+                           "interleave": "pixel" if self._options.compress == "NONE" else "band"}
+                profile.pop("compress", None)
+                self._dst = rasterio.open(self._mosaic, "w", **profile)
+            row0 = round((src.transform.f - self.grid.transform.f) / self.grid.transform.e)
+            self._dst.write(src.read(), window=Window(0, row0, src.width, src.height))
+
+    def finish(self) -> Path:
+        """Wait for the strips, build overviews, write the COG and rename it into place.
+
+        Raises:
+            ValueError: If no strip was added.
+        """
+        try:
+            for fut in self._pending:
+                fut.result()
+            if self._dst is None:
+                raise ValueError(f"{self.target}: no strips to assemble")
+            self._thread.submit(self._finish).result()
+            os.replace(self._tmp, self.target)
+            return self.target
+        finally:
+            self.abort()
+
+    def _finish(self) -> None:
+        dst = self._dst
         with rasterio.Env(GDAL_CACHEMAX=ASSEMBLY_CACHE_MB):
-            with rasterio.open(mosaic, "w", **profile) as dst:
-                for f in strip_files:
-                    with rasterio.open(f) as src:
-                        row0 = round((src.transform.f - grid.transform.f) / grid.transform.e)
-                        dst.write(src.read(), window=Window(0, row0, src.width, src.height))
-                for i, name in enumerate(band_names, start=1):
-                    dst.set_band_description(i, name)
-                factors = overview_factors(grid.height, grid.width)
-                if factors:
-                    dst.build_overviews(factors, Resampling.average)
-            rasterio.shutil.copy(mosaic, tmp, driver="COG", blocksize=COG_BLOCKSIZE, overview_resampling="average",
-                                 OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE", BIGTIFF="IF_SAFER",
-                                 NUM_THREADS="ALL_CPUS", **options.creation_options())
-        os.replace(tmp, target)
-    finally:
-        mosaic.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
-    return target
+            for i, name in enumerate(self.band_names, start=1):
+                dst.set_band_description(i, name)
+            factors = overview_factors(self.grid.height, self.grid.width)
+            if factors:
+                dst.build_overviews(factors, Resampling.average)
+            dst.close()
+            rasterio.shutil.copy(self._mosaic, self._tmp, driver="COG", blocksize=COG_BLOCKSIZE,
+                                 overview_resampling="average", OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE",
+                                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS", **self._options.creation_options())
+
+    def abort(self) -> None:
+        """Stop and remove the temporary files (the target is left as it was, unless :meth:`finish` replaced it).
+
+        Safe to call more than once.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for fut in self._pending:
+            fut.cancel()
+        self._thread.submit(self._close).result()
+        self._thread.shutdown(wait=True)
+        self._mosaic.unlink(missing_ok=True)
+        self._tmp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._dst is not None and not self._dst.closed:
+            self._dst.close()
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete the temporary files of earlier assemblies of ``target`` whose process is gone (a killed ingest)."""
+    for f in target.parent.glob(f".{target.name}.*"):
+        pid = f.name[len(target.name) + 2:].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            f.unlink(missing_ok=True)
+
+
+def assemble_cog(strip_files: list[str], grid: Grid, target: Path, band_names: Sequence[str]) -> Path:
+    """Mosaic strip GeoTIFFs into one COG (:class:`CogAssembler`, all strips at once)."""
+    assembler = CogAssembler(grid, target, band_names)
+    for f in strip_files:
+        assembler.add(f)
+    return assembler.finish()
 
 
 def default_work_dir(base: Path | None = None) -> Path:
