@@ -83,6 +83,12 @@ class SimilarityPostRequest(BaseModel):
                                   "hash (the collection's deep-hashing model: Hamming search re-ranked with the "
                                   "descriptor it was trained on); default: the richest the reference item has "
                                   "(fused, s2, s1)")
+    rerank_depth: int | None = Field(
+        default=None, ge=1, le=1000,
+        description="With descriptor 'hash': how many Hamming candidates are re-ranked together with the full "
+                    f"descriptor (default {hashing.RERANK_DEPTH}): the results are the Hamming order in blocks of "
+                    "this size, each block in descriptor order. Fewer is faster, more is closer to the float "
+                    "search")
 
 
 @dataclass(frozen=True)
@@ -108,8 +114,10 @@ def _one_collection(body: dict[str, Any], spec: dict[str, Any], what: str) -> st
     raise similarity.SimilarityError(f"{what} needs 'collections' with the collection whose model ranks the results")
 
 
-async def _hash_ranking(conn: Any, body: dict[str, Any], spec: dict[str, Any], limit: int, offset: int) -> Ranked:
-    """Hamming search with the collection's active hashing model, re-ranked with its full descriptor."""
+async def _hash_ranking(conn: Any, body: dict[str, Any], spec: dict[str, Any], limit: int, offset: int,
+                        depth: int) -> Ranked:
+    """Hamming search with the collection's active hashing model, its top ``depth`` re-ranked with the full
+    descriptor."""
     collection = _one_collection(body, spec, "descriptor 'hash'")
     stored = await hashing.active_hash_model_async(conn, collection)
     if stored is None:
@@ -119,9 +127,10 @@ async def _hash_ranking(conn: Any, body: dict[str, Any], spec: dict[str, Any], l
     query = await similarity.query_vector(conn, stored.descriptor, spec)
     code = model.encode_text(query.astype(np.float32))[0]
     where = await similarity.where_clause(conn, {"collections": [collection], **body})
-    found = await hashing.hamming_nearest(conn, stored, code, query, where, limit, offset)
+    found = await hashing.hamming_nearest(conn, stored, code, query, where, limit, offset, depth=depth)
     return Ranked(found, {"eofusion:descriptor": "hash", "eofusion:hash_descriptor": stored.descriptor,
-                          "eofusion:model": stored.stac_item_id or str(stored.id)},
+                          "eofusion:model": stored.stac_item_id or str(stored.id),
+                          "eofusion:rerank_depth": depth},
                   {(n.collection, n.item_id): {"eofusion:hamming": n.hamming} for n in found})
 
 
@@ -151,6 +160,9 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
     if text is not None and ("similar_to" in search_request.model_fields_set or search_request.descriptor):
         raise HTTPException(status_code=400, detail="q_semantic ranks with the collection's text-to-patch model: "
                                                     "give it without similar_to and descriptor")
+    depth = getattr(search_request, "rerank_depth", None)
+    if depth is not None and search_request.descriptor != "hash":
+        raise HTTPException(status_code=400, detail="rerank_depth applies to descriptor 'hash' only")
     spec = search_request.similar_to.model_dump()
     body = json.loads(search_request.model_dump_json(exclude_none=True, by_alias=True))
     if text is not None:
@@ -165,7 +177,7 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
             if text is not None:
                 ranked = await _text_ranking(conn, body, text, limit, offset)
             elif kind == "hash":
-                ranked = await _hash_ranking(conn, body, spec, limit, offset)
+                ranked = await _hash_ranking(conn, body, spec, limit, offset, depth or hashing.RERANK_DEPTH)
             else:
                 if kind is None:
                     ref = spec.get("item") and (spec["collection"], spec["item"])

@@ -139,6 +139,7 @@ def test_hash_search_honours_filters_and_pages(client: httpx.Client, hash_job: d
             "filter": {"op": "a_contains", "args": [{"property": "eofusion:source_labels"}, ["Highway"]]}}
     feats = search(client, body).json()["features"]
     assert len(feats) == 5 and all(labels[f["id"]] == "Highway" for f in feats)
+    # Pages of 40 run past the re-ranking depth (50): the blocks keep the order the same on every page.
     seen, page = [], search(client, {**body, "filter": None, "limit": 40}).json()
     while True:
         seen += [f["id"] for f in page["features"]]
@@ -149,10 +150,34 @@ def test_hash_search_honours_filters_and_pages(client: httpx.Client, hash_job: d
     assert len(seen) == len(set(seen)) == 160
 
 
+def test_rerank_depth_trades_hamming_order_for_descriptor_order(client: httpx.Client, hash_job: dict,
+                                                                archives: dict) -> None:
+    body = {"similar_to": {"collection": "eurosat", "item": "River_1237"}, "collections": ["eurosat"], "limit": 10}
+    exact = [f["id"] for f in search(client, {**body, "descriptor": "s2"}).json()["features"]]
+    # Re-ranking every patch of the archive is the exact search on the descriptor the model was trained on.
+    everything = search(client, {**body, "descriptor": "hash", "rerank_depth": archives["eurosat"].patches})
+    assert everything.status_code == 200, everything.text
+    assert [f["id"] for f in everything.json()["features"]] == exact
+    assert everything.json()["features"][0]["properties"]["eofusion:rerank_depth"] == archives["eurosat"].patches
+    # Blocks of one: the Hamming order itself. Blocks of five: each half of the page is the Hamming top five of
+    # what is left, in descriptor order.
+    by_code = search(client, {**body, "descriptor": "hash", "rerank_depth": 1}).json()["features"]
+    assert by_code[0]["properties"]["eofusion:rerank_depth"] == 1
+    hamming = [f["properties"]["eofusion:hamming"] for f in by_code]
+    assert hamming == sorted(hamming)
+    fives = search(client, {**body, "descriptor": "hash", "rerank_depth": 5}).json()["features"]
+    for block in (fives[:5], fives[5:]):
+        d = [f["properties"]["eofusion:distance"] for f in block]
+        assert d == sorted(d)
+    assert max(f["properties"]["eofusion:hamming"] for f in fives[:5]) <= min(
+        f["properties"]["eofusion:hamming"] for f in fives[5:])
+    assert {f["id"] for f in fives[:5]} == {f["id"] for f in by_code[:5]}
+
+
 def test_hash_and_rerank_map_within_five_points_of_exact_on_held_out(db_url: str, hash_job: dict,
                                                                     labels: dict[str, str]) -> None:
     """mAP@10 of each held-out patch as a query of the whole archive, through the catalogue functions the API
-    uses: exact search on the s2 descriptors against Hamming top 200 re-ranked by them."""
+    uses: exact search on the s2 descriptors against the Hamming top RERANK_DEPTH re-ranked by them."""
     held_out = hash_job["result"]["held_out"]
     assert len(held_out) >= 60
 
@@ -251,6 +276,10 @@ def test_bad_training_input_is_a_400(client: httpx.Client, archives: dict, loade
     ({"q_semantic": "forest", "similar_to": {"collection": "eurosat", "item": "Forest_1031"}},
      "without similar_to"),
     ({"q_semantic": ""}, "q_semantic"),
+    ({"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "descriptor": "s2", "rerank_depth": 20},
+     "rerank_depth applies to descriptor 'hash'"),
+    ({"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "descriptor": "hash", "rerank_depth": 0},
+     "rerank_depth"),
 ])
 def test_bad_learned_search_is_a_400(client: httpx.Client, archives: dict, loaded: dict, body: dict,
                                      needle: str) -> None:
