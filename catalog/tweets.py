@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -68,8 +69,9 @@ class TweetIngestReport:
 class _EmbedWorker:
     """Embeds stored batches in a thread while the caller's generator (geoparsing) makes the next ones.
 
-    The model's forward pass releases the GIL, so on two cores geoparsing and embedding overlap;
-    the queue is short so that memory stays bounded when embedding is the slower stage.
+    The model's forward pass releases the GIL, so on two cores geoparsing and embedding overlap
+    (torch gets one thread per core but the geoparser's); the queue is short so that memory stays
+    bounded when embedding is the slower stage.
     """
 
     def __init__(self, database_url: str, collection: str, embedder: Any) -> None:
@@ -96,9 +98,12 @@ class _EmbedWorker:
 
     def _run(self) -> None:
         from catalog.tweet_search import store_embeddings
+        from eofusion.social.embedding import torch_threads
 
         try:
-            with connect(self.database_url) as conn:
+            # The caller's thread geoparses on one core: the model gets the others.
+            with torch_threads(len(os.sched_getaffinity(0)) - 1), connect(self.database_url) as conn:
+                self.embedder = collection_embedder(conn, self.collection, self.embedder)
                 while (rows := self._queue.get()) is not None:
                     ids, vectors = embed_texts(self.embedder, rows)
                     store_embeddings(conn, self.collection, ids, vectors, self.embedder.name)
@@ -108,6 +113,30 @@ class _EmbedWorker:
             self.error = err
             while self._queue.get() is not None:  # let a blocked put() go on to see the error
                 pass
+
+
+def recorded_embedder(conn: psycopg.Connection, collection: str) -> str | None:
+    """The embedder name a collection recorded, when some of its posts are embedded."""
+    row = conn.execute(
+        "SELECT c.embedding_model FROM eofusion.tweet_collections c WHERE c.collection = %s AND EXISTS "
+        "(SELECT 1 FROM eofusion.tweets t WHERE t.collection = c.collection AND t.embedding IS NOT NULL)",
+        (collection,)).fetchone()
+    return row[0] if row else None
+
+
+def collection_embedder(conn: psycopg.Connection, collection: str, embedder: Any) -> Any:
+    """``embedder``, unless the collection is already embedded by another one: then that one.
+
+    A collection's vectors and its queries must all come from one embedder (the float and int8
+    MiniLM give different vectors), so posts added to a collection embedded by the float model
+    are embedded by the float model too.
+    """
+    from eofusion.social.embedding import get_embedder
+
+    recorded = recorded_embedder(conn, collection)
+    if recorded is None or recorded == embedder.name:
+        return embedder
+    return get_embedder(recorded)
 
 
 def embed_texts(embedder: Any, rows: list[tuple[str, str]]) -> tuple[list[str], NDArray[np.float32]]:
@@ -133,7 +162,8 @@ def ingest_tweets(database_url: str, tweets: Iterable[Any], collection: str = "t
         progress: Called with the number stored so far.
         embedder: When given (``TextEmbedder``), each stored batch is embedded in a background
             thread while the next batch is read and geoparsed; otherwise run
-            :func:`embed_collection` afterwards.
+            :func:`embed_collection` afterwards. A collection already embedded by another
+            embedder keeps its own (:func:`collection_embedder`).
 
     Returns:
         The counts, ``embedded`` included.
@@ -171,12 +201,16 @@ def ingest_tweets(database_url: str, tweets: Iterable[Any], collection: str = "t
 
 def embed_collection(database_url: str, collection: str, embedder: Any, batch_size: int = 2048,
                      progress: Callable[[int], None] | None = None) -> int:
-    """Second stage: embed the texts of stored tweets that have no embedding yet."""
+    """Second stage: embed the texts of stored tweets that have no embedding yet.
+
+    A collection already embedded by another embedder keeps its own (:func:`collection_embedder`).
+    """
     from catalog.tweet_search import store_embeddings, without_embedding
 
     done = 0
     while True:
         with connect(database_url) as conn:
+            embedder = collection_embedder(conn, collection, embedder)
             todo = without_embedding(conn, collection, batch_size)
             if not todo:
                 return done

@@ -11,20 +11,17 @@ import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import psycopg
 from numpy.typing import NDArray
-from psycopg_pool import ConnectionPool
 
 from catalog import sessions as store
 from catalog.annotations import AnnotationError, NewAnnotation, add_annotations
 from catalog.labels import get_label
 from eofusion.active import PreparedPool, RoundConfig, prepare_pool, restrict_fine_pool, run_round, score_pool
-from plugins.base import EOFusionProcessor, InputError, require, writes_data
+from plugins.base import EOFusionProcessor, InputError, pooled_connection, require, writes_data
 
 _FEEDBACK_SCHEMA = {"type": "array", "items": {"type": "object", "required": ["item", "positive"], "properties": {
     "item": {"type": "string"}, "positive": {"type": "boolean"}}}}
@@ -74,23 +71,6 @@ class PoolCache:
 
 
 POOLS = PoolCache()
-
-_CONNECTIONS: dict[str, ConnectionPool] = {}
-_CONNECTIONS_LOCK = threading.Lock()
-
-
-def pooled_connection(url: str) -> AbstractContextManager[psycopg.Connection]:
-    """A connection from this process's pool for ``url``: commits at the end of the block, rolls back on error.
-
-    A new connection per round costs a TCP + SCRAM handshake (tens of ms on a loaded machine); pooled
-    connections also keep psycopg's prepared statements of the round's repeated queries.
-    """
-    with _CONNECTIONS_LOCK:
-        if url not in _CONNECTIONS:
-            _CONNECTIONS[url] = ConnectionPool(url, min_size=1, max_size=4, open=True,
-                                               kwargs={"options": "-c search_path=eofusion,pgstac,public"})
-        return _CONNECTIONS[url].connection()
-
 
 ROUND_METADATA: dict[str, Any] = {
     "version": "0.1.0", "id": "active-learning-round",

