@@ -241,11 +241,7 @@ def baseline_text(conn: Any, q: Query, n: int) -> RankedList:
     with conn.transaction():
         conn.execute("SET LOCAL enable_bitmapscan = off")
         conn.execute("SET LOCAL enable_indexscan = off")
-        rows = conn.execute(
-            "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('simple', %s)::text, '&', '|'), '')::tsquery AS q) "
-            "SELECT t.id, ts_rank_cd(t.tsv, q.q, 32) AS s FROM eofusion.tweets t, q WHERE t.collection = %s "
-            "AND q.q IS NOT NULL AND t.tsv @@ q.q ORDER BY s DESC, t.id LIMIT %s", (q.text, COLLECTION, n)).fetchall()
-    return RankedList("text", [r[0] for r in rows], [float(r[1]) for r in rows])
+        return uncapped_text(conn, q, n)
 
 
 def uncapped_text(conn: Any, q: Query, n: int) -> RankedList:
