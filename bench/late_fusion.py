@@ -236,12 +236,17 @@ def pick_queries(url: str, k: int) -> list[Query]:
 Search = Callable[[Any, Query, int], RankedList]
 
 
+def _sequential(conn: Any, run: Callable[[], Any]) -> Any:
+    """``run()`` with index and bitmap scans off: the baselines read the table as if it had no index."""
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_indexscan = off")
+        conn.execute("SET LOCAL enable_bitmapscan = off")
+        return run()
+
+
 def baseline_text(conn: Any, q: Query, n: int) -> RankedList:
     """Every match ranked by ts_rank_cd, read by a sequential scan (no GIN index, no cap)."""
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_bitmapscan = off")
-        conn.execute("SET LOCAL enable_indexscan = off")
-        return uncapped_text(conn, q, n)
+    return _sequential(conn, lambda: uncapped_text(conn, q, n))
 
 
 def uncapped_text(conn: Any, q: Query, n: int) -> RankedList:
@@ -255,34 +260,26 @@ def uncapped_text(conn: Any, q: Query, n: int) -> RankedList:
 
 def exact_embedding(conn: Any, q: Query, n: int) -> RankedList:
     """Exact cosine ranking by a sequential scan."""
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_indexscan = off")
-        rows = conn.execute(
-            "SELECT id, embedding <=> %s AS d FROM eofusion.tweets WHERE collection = %s AND embedding IS NOT NULL "
-            "ORDER BY d, id LIMIT %s", (q.vector, COLLECTION, n)).fetchall()
+    rows = _sequential(conn, lambda: conn.execute(
+        "SELECT id, embedding <=> %s AS d FROM eofusion.tweets WHERE collection = %s AND embedding IS NOT NULL "
+        "ORDER BY d, id LIMIT %s", (q.vector, COLLECTION, n)).fetchall())
     return RankedList("embedding", [r[0] for r in rows], [1.0 - float(r[1]) for r in rows])
 
 
 def scan_time(conn: Any, q: Query, n: int) -> RankedList:
     """Nearest in time by a sequential scan."""
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_indexscan = off")
-        conn.execute("SET LOCAL enable_bitmapscan = off")
-        rows = conn.execute(
-            "SELECT id, abs(extract(epoch FROM datetime - %s)) AS gap FROM eofusion.tweets WHERE collection = %s "
-            "AND datetime IS NOT NULL ORDER BY gap, id LIMIT %s", (q.when, COLLECTION, n)).fetchall()
+    rows = _sequential(conn, lambda: conn.execute(
+        "SELECT id, abs(extract(epoch FROM datetime - %s)) AS gap FROM eofusion.tweets WHERE collection = %s "
+        "AND datetime IS NOT NULL ORDER BY gap, id LIMIT %s", (q.when, COLLECTION, n)).fetchall())
     return RankedList("time", [r[0] for r in rows], [-float(r[1]) / 3600 for r in rows])
 
 
 def scan_place(conn: Any, q: Query, n: int) -> RankedList:
     """Nearest by great-circle distance over every located row (no GiST index)."""
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_indexscan = off")
-        conn.execute("SET LOCAL enable_bitmapscan = off")
-        rows = conn.execute(
-            "SELECT id, ST_DistanceSphere(geometry, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) / 1000 AS km "
-            "FROM eofusion.tweets WHERE collection = %s AND geometry IS NOT NULL ORDER BY km, id LIMIT %s",
-            (q.lon, q.lat, COLLECTION, n)).fetchall()
+    rows = _sequential(conn, lambda: conn.execute(
+        "SELECT id, ST_DistanceSphere(geometry, ST_SetSRID(ST_MakePoint(%s, %s), 4326)) / 1000 AS km "
+        "FROM eofusion.tweets WHERE collection = %s AND geometry IS NOT NULL ORDER BY km, id LIMIT %s",
+        (q.lon, q.lat, COLLECTION, n)).fetchall())
     return RankedList("place", [r[0] for r in rows], [-float(r[1]) for r in rows])
 
 

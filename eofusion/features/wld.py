@@ -265,24 +265,13 @@ def wld_codes(values: FloatArray, cfg: WLDConfig, name: str = "wld") -> tuple[ND
 
 def wld_codes_reference(values: FloatArray, cfg: WLDConfig,
                         name: str = "wld") -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """Per-pixel joint WLD bin index and the mask of pixels that count (numpy reference).
+    """:func:`wld_codes` in numpy (same arguments, result and errors): the reference of the compiled kernel.
 
     Every window is truncated at the image border (zero padding, excluded from the means) and
     around nodata, so a pixel's code depends only on the image it is computed in. Pixels at
     least ``max(ring_radius, roa_radius)`` from every border get the same code, bit for bit, in
     any larger image that contains their neighbourhood (the sums add the same terms in the same
     order), which lets the ingest pipeline compute a whole strip at once.
-
-    Args:
-        values: ``(n, h, w)`` SAR values in ``cfg.scale``.
-        cfg: Descriptor parameters.
-        name: Descriptor name for error messages.
-
-    Returns:
-        ``(codes, use)``: ``(n, h, w)`` int64 bin indices ``m * T + t`` and the bool mask.
-
-    Raises:
-        ValueError: If an image has no valid (finite, > 0) pixel.
     """
     x = to_intensity(values, cfg.scale)
     n, h, w = x.shape

@@ -335,19 +335,8 @@ def wld_kernel(x, scale, rc, ro, rr, m_bins, t_bins, tol, neutral_code,  # type:
 
 def wld_codes_compiled(values: FloatArray, cfg: WLDConfig,
                        name: str = "wld") -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """:func:`~eofusion.features.wld.wld_codes_reference` computed by the fused kernel (same arrays).
-
-    Args:
-        values: ``(n, h, w)`` SAR values in ``cfg.scale``.
-        cfg: Descriptor parameters.
-        name: Descriptor name for error messages.
-
-    Returns:
-        ``(codes, use)``: ``(n, h, w)`` int64 bin indices ``m * T + t`` and the bool mask.
-
-    Raises:
-        ValueError: If an image has no valid (finite, > 0) pixel.
-    """
+    """:func:`~eofusion.features.wld.wld_codes` by the fused kernel: the arrays of
+    :func:`~eofusion.features.wld.wld_codes_reference`, bit for bit (same arguments and errors)."""
     arr = np.asarray(values)
     scale = SCALE_AMPLITUDE if cfg.scale == "amplitude" else SCALE_INTENSITY
     if cfg.scale == "db" or arr.dtype not in (np.float32, np.float64):
