@@ -11,17 +11,24 @@ counting the rows that pass a broad filter cost 150 ms on a million-row archive,
 itself. Only when the estimate is near the threshold are the filtered items counted (with a cap). A page the HNSW
 scan cannot fill (it gives up after ``hnsw.max_scan_tuples``, e.g. under a filter the planner
 overestimated) is ranked exactly instead of being returned short.
+
+A search sets ``jit``, ``plan_cache_mode``, ``hnsw.iterative_scan`` and ``hnsw.ef_search`` for its statements.
+On a plain connection that costs a transaction (``BEGIN; SET LOCAL ...``, the query, ``COMMIT``: three round
+trips). A :class:`TunedConnection` (:func:`connect_tuned`, :func:`tuned_pool`; the STAC API's similarity pool)
+holds those settings for its whole session, so the HNSW path sends its ranking query alone: one round trip,
+plus a ``SET hnsw.ef_search`` only when a search needs another value than the session's.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import numpy as np
 
 from eofusion.pipeline.scene import DESCRIPTOR_DIMS
@@ -45,6 +52,8 @@ EF_SEARCH = 64
 NESTED_LOOP_BELOW = 50_000
 #: Weight of the negative examples in the Rocchio query (positives weigh 1).
 NEGATIVE_WEIGHT = 0.25
+#: ``application_name`` of tuned connections (see :func:`tuned_settings`).
+TUNED_APPLICATION = "eofusion-similarity"
 
 
 class SimilarityError(ValueError):
@@ -132,9 +141,137 @@ def ef_search(depth: int, floor: int | None = None) -> int:
 _ESTIMATES: dict[str, tuple[float, float]] = {}  # FROM clause -> (time, planner's row estimate)
 
 
+def search_settings(ef: int) -> dict[str, str | int]:
+    """The settings a search's statements run with.
+
+    Short queries: compiling them (JIT, 95 ms here) costs more than running them. Generic plans: asyncpg prepares
+    every statement, and planning it anew took 0.4 ms, as long as the Hamming search itself; the statements carry
+    LIMIT and OFFSET as literals (see :func:`ranking_sql`), so the generic plan is the custom one (with LIMIT as a
+    parameter it sorted the whole table: p95 1 s). Relaxed order: the index query re-sorts its candidates.
+
+    Args:
+        ef: ``hnsw.ef_search``.
+    """
+    return {"jit": "off", "plan_cache_mode": "force_generic_plan", "hnsw.ef_search": int(ef),
+            "hnsw.iterative_scan": "relaxed_order"}
+
+
+def tuned_settings(ef: int | None = None) -> dict[str, str]:
+    """Startup parameters of a :class:`TunedConnection`: :func:`search_settings` as session defaults.
+
+    Startup parameters are the session's reset values, so even a ``RESET ALL`` keeps them; PostgreSQL accepts
+    ``hnsw.*`` before pgvector's library is loaded (as placeholders that the library then adopts).
+
+    Args:
+        ef: Initial ``hnsw.ef_search`` (default :data:`EF_SEARCH`, the value of a first page).
+    """
+    out = {k: str(v) for k, v in search_settings(EF_SEARCH if ef is None else ef).items()}
+    return {**out, "search_path": "pgstac,public", "application_name": TUNED_APPLICATION}
+
+
+class TunedConnection(asyncpg.Connection):
+    """An asyncpg connection whose session holds the settings of similarity searches (:func:`tuned_settings`).
+
+    :func:`ranked_rows` runs the HNSW query on it without a transaction. Create it with :func:`connect_tuned` or
+    :func:`tuned_pool` (``connection_class``), which set the startup parameters and :attr:`ef_search` to match.
+    Only this code may change its session settings: the tracker must stay true.
+
+    Attributes:
+        ef_search: The session's ``hnsw.ef_search``; ``None`` when unknown (the next search sets it).
+    """
+
+    __slots__ = ("ef_search",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ef_search: int | None = None
+
+    def tuned(self) -> TunedConnection:
+        """This connection: a pool hands out a proxy, which passes this method on but hides the class."""
+        return self
+
+    async def use_ef_search(self, ef: int) -> None:
+        """Set the session's ``hnsw.ef_search`` to ``ef`` unless it has that value already (no round trip).
+
+        Args:
+            ef: The value the next index scan needs.
+
+        Raises:
+            RuntimeError: Inside a transaction, whose rollback would undo the setting behind the tracker's back.
+        """
+        ef = int(ef)
+        if self.ef_search == ef:
+            return
+        if self.is_in_transaction():
+            raise RuntimeError("hnsw.ef_search of a tuned connection is set outside transactions only")
+        self.ef_search = None  # an interrupted SET may or may not have run
+        await self.execute(f"SET hnsw.ef_search = {ef}")
+        self.ef_search = ef
+
+
+def tuned_connection(conn: Any) -> TunedConnection | None:
+    """The :class:`TunedConnection` behind a connection, if it is one.
+
+    Args:
+        conn: An asyncpg connection, a pool's proxy of one, or a wrapper passing attributes on.
+
+    Returns:
+        The tuned connection, or ``None`` for any other connection (searches then set their settings locally).
+    """
+    tuned = getattr(conn, "tuned", None)
+    found = tuned() if callable(tuned) else None
+    return found if isinstance(found, TunedConnection) else None
+
+
+def _track_startup_ef(settings: Mapping[str, str]) -> Callable[[TunedConnection], Awaitable[None]]:
+    """An ``init`` for new connections: their tracker starts at the ``hnsw.ef_search`` of their startup."""
+    async def init(conn: TunedConnection) -> None:
+        conn.ef_search = int(settings["hnsw.ef_search"])
+    return init
+
+
+async def _keep_session(conn: Any) -> None:
+    """Pool reset of tuned connections: asyncpg has rolled back an open transaction before calling this; the
+    default reset's ``RESET ALL`` (an extra round trip at every release) is left out, so the session's
+    ``hnsw.ef_search`` stays what :attr:`TunedConnection.ef_search` says. The pool only reads."""
+
+
+async def connect_tuned(dsn: str, ef: int | None = None, **kwargs: Any) -> TunedConnection:
+    """One :class:`TunedConnection` (``search_path`` with pgstac), e.g. for a benchmark of the API's path.
+
+    Args:
+        dsn: libpq URL.
+        ef: Initial ``hnsw.ef_search`` (see :func:`tuned_settings`).
+        kwargs: More arguments of ``asyncpg.connect``.
+    """
+    settings = tuned_settings(ef)
+    conn: TunedConnection = await asyncpg.connect(dsn, connection_class=TunedConnection, server_settings=settings,
+                                                  **kwargs)
+    await _track_startup_ef(settings)(conn)
+    return conn
+
+
+async def tuned_pool(dsn: str, ef: int | None = None, **kwargs: Any) -> asyncpg.Pool:
+    """A pool of :class:`TunedConnection` for similarity searches (read-only work: its reset keeps the session).
+
+    Args:
+        dsn: libpq URL.
+        ef: Initial ``hnsw.ef_search`` (see :func:`tuned_settings`).
+        kwargs: More arguments of ``asyncpg.create_pool`` (sizes, lifetimes).
+    """
+    settings = tuned_settings(ef)
+    return await asyncpg.create_pool(dsn, connection_class=TunedConnection, server_settings=settings,
+                                     init=_track_startup_ef(settings), reset=_keep_session, **kwargs)
+
+
 async def ranked_rows(conn: Any, from_sql: str, exact_sql: str, index_sql: str, args: tuple[Any, ...], limit: int,
                       exact_below: int, ef: int) -> list[Any]:
-    """Run a ranking by the exact query or the index query, in one transaction.
+    """Run a ranking by the exact query or the index query, in one transaction or, on a tuned connection, alone.
+
+    On a :class:`TunedConnection` outside a transaction, a search the planner's estimate sends to the index (or
+    ``exact_below`` 0) runs its index query alone, with the session's settings (``hnsw.ef_search`` set first if it
+    differs). A filter near the threshold (rows to count) or a page the index scan cannot fill takes the
+    transaction as on any other connection. Both give the same rows.
 
     Args:
         conn: asyncpg connection.
@@ -151,15 +288,21 @@ async def ranked_rows(conn: Any, from_sql: str, exact_sql: str, index_sql: str, 
     Returns:
         The rows of whichever query ran last.
     """
-    # Short queries: compiling them (JIT, 95 ms here) costs more than running them. Generic plans: asyncpg
-    # prepares every statement, and planning it anew took 0.4 ms, as long as the Hamming search itself; the
-    # statements carry LIMIT and OFFSET as literals (see ranking_sql), so the generic plan is the custom one
-    # (with LIMIT as a parameter it sorted the whole table: p95 1 s).
-    settings: dict[str, str | int] = {"jit": "off", "plan_cache_mode": "force_generic_plan", "hnsw.ef_search": int(ef),
-                "hnsw.iterative_scan": "relaxed_order"}
+    settings = search_settings(ef)
+    tuned = tuned_connection(conn)
+    rows: list[Any] = []
+    if tuned is not None and not conn.is_in_transaction() and (
+            exact_below <= 0 or await _estimate(conn, from_sql) > ESTIMATE_MARGIN * exact_below):
+        await tuned.use_ef_search(ef)
+        rows = await conn.fetch(index_sql, *args)
+        if exact_below <= 0 or len(rows) >= limit:
+            return list(rows)
+        # The iterative scan gave up after hnsw.max_scan_tuples: rank the page exactly, as below.
+        async with local_settings(conn, settings):
+            await _small_set_joins(conn, exact_below)
+            return list(await conn.fetch(exact_sql, *args))
     async with local_settings(conn, settings):
         exact = await use_exact(conn, from_sql, exact_below)
-        rows: list[Any] = []
         if not exact:
             rows = await conn.fetch(index_sql, *args)
             # The iterative scan gives up after hnsw.max_scan_tuples: rank a page it could not fill exactly.
@@ -219,23 +362,27 @@ async def use_exact(conn: Any, from_sql: str, exact_below: int, *args: Any) -> b
     """
     if exact_below <= 0:
         return False
-    key = from_sql + repr(args)
-    now = time.monotonic()
-    cached = _ESTIMATES.get(key)
-    if cached is not None and now - cached[0] < ESTIMATE_TTL:
-        estimate = cached[1]
-    else:
-        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 {from_sql}", *args)
-        estimate = float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
-        _ESTIMATES.pop(key, None)
-        _ESTIMATES[key] = (now, estimate)
-        while len(_ESTIMATES) > 512:
-            _ESTIMATES.pop(next(iter(_ESTIMATES)))
-    if estimate > ESTIMATE_MARGIN * exact_below:
+    if await _estimate(conn, from_sql, *args) > ESTIMATE_MARGIN * exact_below:
         return False
     await _small_set_joins(conn, exact_below)
     count = await conn.fetchval(f"SELECT count(*) FROM (SELECT 1 {from_sql} LIMIT {exact_below + 1}) s", *args)
     return bool(count <= exact_below)
+
+
+async def _estimate(conn: Any, from_sql: str, *args: Any) -> float:
+    """The planner's estimate of the rows passing ``from_sql`` (cached :data:`ESTIMATE_TTL` seconds)."""
+    key = from_sql + repr(args)
+    now = time.monotonic()
+    cached = _ESTIMATES.get(key)
+    if cached is not None and now - cached[0] < ESTIMATE_TTL:
+        return cached[1]
+    plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT 1 {from_sql}", *args)
+    estimate = float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+    _ESTIMATES.pop(key, None)
+    _ESTIMATES[key] = (now, estimate)
+    while len(_ESTIMATES) > 512:
+        _ESTIMATES.pop(next(iter(_ESTIMATES)))
+    return estimate
 
 
 def ranking_sql(base: str, dist: str, limit: int, offset: int) -> tuple[str, str]:

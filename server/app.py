@@ -2,7 +2,9 @@
 
 stac-fastapi writes links from the request's base URL, so the STAC app is the top-level app
 (with ``prefix_path="/stac"``) and the other parts are added to it; a mounted app's lifespan
-does not run, so this lifespan opens the pgstac pools for everyone.
+does not run, so this lifespan opens the pgstac pools for everyone, and the similarity pool
+(``app.state.similarity_pool``: connections tuned for one-round-trip similarity searches, see
+``catalog.similarity.tuned_pool``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.db import database_url, url_parts
 from catalog.items import SCENES_PREFIX
+from catalog.similarity import tuned_pool
 from eofusion import __version__
 from eofusion.config import Settings
 from plugins.base import WRITE_PROCESSES
@@ -94,12 +97,19 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await connect_to_db(app, postgres_settings=pg, add_write_connection_pool=True)
+        # Similarity rankings get their own pool: its connections keep the search settings for the session.
+        app.state.similarity_pool = await tuned_pool(
+            pg.connection_string, min_size=pg.db_min_conn_size, max_size=pg.db_max_conn_size,
+            max_queries=pg.db_max_queries, max_inactive_connection_lifetime=pg.db_max_inactive_conn_lifetime)
         from plugins.jobs import PgJobManager
 
         # Jobs a stopped server left running will never finish: say so in their status.
         PgJobManager({"name": "startup", "connection": db_url}).fail_interrupted()
-        yield
-        await close_db_connection(app)
+        try:
+            yield
+        finally:
+            await app.state.similarity_pool.close()
+            await close_db_connection(app)
 
     extensions = Extensions(settings=stac_settings, search_map={"free_text": FreeTextExtension(),
                                                                 "similarity": SimilarityExtension()},

@@ -22,6 +22,7 @@ import attr
 import numpy as np
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
+from stac_fastapi.pgstac.db import translate_pgstac_errors
 
 from catalog import hashing, similarity
 from catalog import text2patch as text_search
@@ -172,24 +173,28 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
         else 0
     limit = int(search_request.limit or 10)
     try:
-        async with request.app.state.get_connection(request, "r") as conn:
-            kind = search_request.descriptor
-            if text is not None:
-                ranked = await _text_ranking(conn, body, text, limit, offset)
-            elif kind == "hash":
-                ranked = await _hash_ranking(conn, body, spec, limit, offset, depth or hashing.RERANK_DEPTH)
-            else:
-                if kind is None:
-                    ref = spec.get("item") and (spec["collection"], spec["item"])
-                    ref = ref or (spec.get("positive") and (spec["positive"][0]["collection"],
-                                                            spec["positive"][0]["item"]))
-                    kind = await similarity.default_kind(conn, *ref) if ref else None
-                if kind is None:
-                    raise similarity.SimilarityError("give descriptor (fused, s1, s2 or hash) with a raw vector")
-                query = await similarity.query_vector(conn, kind, spec)
-                where = await similarity.where_clause(conn, body)
-                ranked = Ranked(await similarity.nearest(conn, kind, query, where, limit, offset),
-                                {"eofusion:descriptor": kind})
+        # Every step here reads: the whole ranking runs on one connection of the similarity pool, whose session
+        # holds the search settings (catalog.similarity.TunedConnection: the HNSW query is one round trip). pgstac
+        # errors become HTTP errors as on pgstac's own pool.
+        with translate_pgstac_errors():
+            async with request.app.state.similarity_pool.acquire() as conn:
+                kind = search_request.descriptor
+                if text is not None:
+                    ranked = await _text_ranking(conn, body, text, limit, offset)
+                elif kind == "hash":
+                    ranked = await _hash_ranking(conn, body, spec, limit, offset, depth or hashing.RERANK_DEPTH)
+                else:
+                    if kind is None:
+                        ref = spec.get("item") and (spec["collection"], spec["item"])
+                        ref = ref or (spec.get("positive") and (spec["positive"][0]["collection"],
+                                                                spec["positive"][0]["item"]))
+                        kind = await similarity.default_kind(conn, *ref) if ref else None
+                    if kind is None:
+                        raise similarity.SimilarityError("give descriptor (fused, s1, s2 or hash) with a raw vector")
+                    query = await similarity.query_vector(conn, kind, spec)
+                    where = await similarity.where_clause(conn, body)
+                    ranked = Ranked(await similarity.nearest(conn, kind, query, where, limit, offset),
+                                    {"eofusion:descriptor": kind})
     except (similarity.SimilarityError, hashing.HashingError) as err:
         raise HTTPException(status_code=400, detail=str(err)) from err
     found = ranked.found

@@ -212,6 +212,66 @@ def test_hash_and_rerank_map_within_five_points_of_exact_on_held_out(db_url: str
     assert metrics["map@10_reranked"] >= metrics["map@10_exact"] - 0.05
 
 
+def test_hash_search_on_a_tuned_connection_is_one_statement_and_ranks_alike(db_url: str, hash_job: dict) -> None:
+    """The API's similarity pool (catalog.similarity.tuned_pool): the same Hamming rankings as a plain connection
+    (index, estimate, count and short-page paths; pages; blocks), the index path in one statement."""
+    highway = {"op": "a_contains", "args": [{"property": "eofusion:source_labels"}, ["Highway"]]}
+    # (limit, offset, depth, exact_below); exact_below 2 lets the planner's estimate (11 or 216 rows) pick the index.
+    cases = [(10, 0, 50, 0), (10, 0, 50, 2), (10, 0, 50, similarity.EXACT_BELOW), (5, 5, 50, 2), (40, 40, 50, 0),
+             (10, 0, 5, 2), (1000, 0, 50, 2)]
+
+    async def rank(conn: Any) -> list[list[tuple[str, float, int]]]:
+        stored = await hashing.active_hash_model_async(conn, "eurosat")
+        assert stored is not None
+        model = await hashing.load_hasher(conn, stored)
+        everything = await similarity.where_clause(conn, {"collections": ["eurosat"]})
+        narrow = await similarity.where_clause(conn, {"collections": ["eurosat"], "filter-lang": "cql2-json",
+                                                      "filter": highway})
+        out = []
+        for item in ("River_1237", "Forest_1031"):
+            q = await similarity.query_vector(conn, "s2", {"collection": "eurosat", "item": item})
+            code = model.encode_text(q.astype(np.float32))[0]
+            for where in (everything, narrow):
+                for limit, offset, depth, below in cases:
+                    found = await hashing.hamming_nearest(conn, stored, code, q, where, limit, offset, depth=depth,
+                                                          exact_below=below)
+                    out.append([(n.item_id, n.distance, n.hamming) for n in found])
+        return out
+
+    async def plain() -> list[list[tuple[str, float, int]]]:
+        conn = await asyncpg.connect(db_url, server_settings={"search_path": "pgstac,public"})
+        try:
+            return await rank(conn)
+        finally:
+            await conn.close()
+
+    async def tuned() -> tuple[list[list[tuple[str, float, int]]], list[str], str]:
+        pool = await similarity.tuned_pool(db_url, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                ranked = await rank(conn)
+                stored = await hashing.active_hash_model_async(conn, "eurosat")
+                assert stored is not None
+                q = await similarity.query_vector(conn, "s2", {"collection": "eurosat", "item": "River_1237"})
+                code = (await hashing.load_hasher(conn, stored)).encode_text(q.astype(np.float32))[0]
+                where = await similarity.where_clause(conn, {"collections": ["eurosat"]})
+                await hashing.hamming_nearest(conn, stored, code, q, where, 10, exact_below=2)
+                sent: list[str] = []
+                conn.add_query_logger(lambda record: sent.append(record.query))
+                await hashing.hamming_nearest(conn, stored, code, q, where, 10, exact_below=2)
+                await asyncio.sleep(0)  # the logger's records come with call_soon
+                return ranked, list(sent), await conn.fetchval("SHOW hnsw.ef_search")
+        finally:
+            await pool.close()
+
+    expected = asyncio.run(plain())
+    ranked, sent, ef = asyncio.run(tuned())
+    assert ranked == expected
+    assert all(expected[:len(cases)]) and expected[0][0][0] == "River_1237" and expected[3] == expected[1][5:]
+    assert len(sent) == 1 and sent[0].startswith("WITH c AS MATERIALIZED") and "BEGIN" not in sent[0], sent
+    assert ef == str(hashing.RERANK_DEPTH)  # the top 50 of a first page
+
+
 def test_text_search_ranks_the_named_class_above_chance(client: httpx.Client, text_model: dict,
                                                         labels: dict[str, str]) -> None:
     item = client.get(f"/stac/collections/models/items/{text_model['item']}").json()

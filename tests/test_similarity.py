@@ -207,3 +207,22 @@ def test_search_settings_stay_inside_the_search(db_url: str, archives: dict) -> 
             await conn.close()
 
     asyncio.run(run())
+
+
+def test_api_ranks_on_the_similarity_pool(client: httpx.Client, db_url: str, archives: dict) -> None:
+    """The server's similarity searches run on its tuned pool (application_name eofusion-similarity), whose
+    sessions hold the search settings."""
+    async def last_statements() -> list[str]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            rows = await conn.fetch("SELECT query FROM pg_stat_activity WHERE application_name = $1",
+                                    similarity.TUNED_APPLICATION)
+            return [r["query"] for r in rows]
+        finally:
+            await conn.close()
+
+    r = search(client, {"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "descriptor": "s2",
+                        "collections": ["eurosat"], "limit": 3})
+    assert r.status_code == 200 and r.json()["features"][0]["id"] == "Forest_1031"
+    # Small archive: the exact path, whose transaction ends with COMMIT; the HNSW path ends with its ranking.
+    assert any(q == "COMMIT" or "eofusion.descriptors" in q for q in asyncio.run(last_statements()))
