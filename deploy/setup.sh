@@ -30,6 +30,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 # numba compiles the WLD kernel into its on-disk cache once here, not in every ingest worker at once.
 .venv/bin/python -c "from eofusion.features.wld_kernel import warm_up; warm_up()"
+# The static text embedder's token table is distilled from MiniLM (in its wheel) into the data folder's cache once
+# (~20-45 s), not at the first ingest or query that needs it.
+.venv/bin/python -c "from eofusion.social.embedding import warm_up_static; warm_up_static()"
 
 # 3. Leaflet for the /viewer map page, bundled from the npm registry into server/static/viewer/vendor/
 #    (not committed, never loaded from a CDN); rebuilt only when missing or package.json changed.

@@ -316,6 +316,10 @@ def _event_priors(path: Path, given: tuple[str, ...], automatic: bool) -> tuple[
 @click.option("--no-event-prior", is_flag=True,
               help="Do not take each CrisisLex event's country from its description as a prior")
 @click.option("--no-geoparse", is_flag=True, help="Keep only the posts' own geotags")
+@click.option("--embedder", default=None, metavar="NAME",
+              help="Text embedder of a new collection (default: the int8 MiniLM); 'static' or its full name for "
+                   "streams faster than the transformer keeps up with (lower retrieval quality). A collection "
+                   "already embedded keeps its own.")
 @click.option("--no-embed", is_flag=True, help="Skip the text-embedding stage (run it later with --embed-only)")
 @click.option("--embed-only", is_flag=True, help="Only embed stored tweets that have no embedding (or photo "
                                                  "features) yet")
@@ -331,7 +335,8 @@ def _event_priors(path: Path, given: tuple[str, ...], automatic: bool) -> tuple[
 @click.option("--csv-lat", default=None)
 @click.option("--csv-lang", default=None)
 def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tuple[str, ...],
-                      event_prior: tuple[str, ...], no_event_prior: bool, no_geoparse: bool, no_embed: bool,
+                      event_prior: tuple[str, ...], no_event_prior: bool, no_geoparse: bool, embedder: str | None,
+                      no_embed: bool,
                       embed_only: bool, media_dir: Path | None, no_images: bool, salt: str, csv_id: str,
                       csv_text: str, csv_time: str, csv_lon: str | None, csv_lat: str | None,
                       csv_lang: str | None) -> None:
@@ -354,7 +359,12 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
         read_csv_tweets,
         read_twitter_json,
     )
-    from eofusion.social.embedding import TextEmbedder
+    from eofusion.social.embedding import DEFAULT_MODEL, EMBEDDER_ALIASES, TextEmbedder, UnknownEmbedderError
+
+    try:
+        text_embedder = TextEmbedder(EMBEDDER_ALIASES.get(embedder or "", embedder or DEFAULT_MODEL))
+    except UnknownEmbedderError as err:
+        _fail(f"--embedder: {err.args[0]} (or one of the short names {', '.join(EMBEDDER_ALIASES)})")
 
     if not path.exists():
         _fail(f"{path}: no such file or folder")
@@ -399,7 +409,7 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
         try:
             # Stored batches are embedded in a thread while the next ones are geoparsed.
             stored = ingest_tweets(url, tweets, collection, progress=lambda n: bar.update(n - bar.n),
-                                   embedder=None if no_embed else TextEmbedder())
+                                   embedder=None if no_embed else text_embedder)
         except InputDataError as err:
             bar.close()
             _fail(str(err))
@@ -409,7 +419,7 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
         embedded = stored.embedded
     if not no_embed:  # what an earlier, interrupted run stored without embedding (all of it with --embed-only)
         bar = tqdm(desc="embedding", unit="tweet")
-        leftovers = embed_collection(url, collection, TextEmbedder(), progress=lambda n: bar.update(n - bar.n))
+        leftovers = embed_collection(url, collection, text_embedder, progress=lambda n: bar.update(n - bar.n))
         result["embedded"] = embedded + leftovers
         bar.close()
     if not no_images:

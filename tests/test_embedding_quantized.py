@@ -15,6 +15,7 @@ from eofusion.social.embedding import (
     INT8_MAX_SEQ_LENGTH,
     INT8_MODEL_NAME,
     MODEL_NAME,
+    STATIC_MODEL_NAME,
     TextEmbedder,
     UnknownEmbedderError,
     _model,
@@ -68,7 +69,8 @@ def test_the_int8_model_is_quantized_and_keeps_posts_whole() -> None:
 
 
 def test_registry_names_and_unknown_embedders() -> None:
-    assert set(embedder_names()) == {MODEL_NAME, INT8_MODEL_NAME} and DEFAULT_MODEL == INT8_MODEL_NAME
+    assert set(embedder_names()) == {MODEL_NAME, INT8_MODEL_NAME, STATIC_MODEL_NAME}
+    assert DEFAULT_MODEL == INT8_MODEL_NAME
     assert TextEmbedder().name == INT8_MODEL_NAME and get_embedder(MODEL_NAME).name == MODEL_NAME
     with pytest.raises(UnknownEmbedderError, match="no text embedder named"):
         get_embedder("sentence-transformers/all-mpnet-base-v2")
