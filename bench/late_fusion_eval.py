@@ -55,6 +55,7 @@ from eofusion.evaluation.late_fusion import (  # noqa: E402
     without,
 )
 from eofusion.fusion import Fuser, RankedList, fusers  # noqa: E402
+from eofusion.social.embedding import DEFAULT_MODEL, embedder_names  # noqa: E402
 
 T26 = ROOT.parent / "shared" / "data" / "crisislex" / "CrisisLexT26"
 RESULTS = ROOT / "bench" / "results_late_fusion_eval.md"
@@ -123,7 +124,7 @@ class EvalResult:
 
 
 def ingest(url: str, root: Path, collection: str, events: Sequence[str] | None = None,
-           limit_per_event: int | None = None) -> dict[str, Any]:
+           limit_per_event: int | None = None, embedder_name: str | None = None) -> dict[str, Any]:
     """Readers -> geoparser (no prior) -> tweets table -> embeddings, timing the two stages.
 
     Args:
@@ -132,6 +133,7 @@ def ingest(url: str, root: Path, collection: str, events: Sequence[str] | None =
         collection: Target collection.
         events: Event folder names to read (default: all under ``root``).
         limit_per_event: Keep only the first N tweets of every event (tests).
+        embedder_name: Registered text embedder (default: the project's default for new collections).
 
     Returns:
         Counts and timings.
@@ -141,6 +143,7 @@ def ingest(url: str, root: Path, collection: str, events: Sequence[str] | None =
     from eofusion.readers.tweets import IngestReport, Tweet, read_crisislex
     from eofusion.social.embedding import TextEmbedder
 
+    embedder_name = embedder_name or DEFAULT_MODEL
     report = IngestReport()
     folders = [root / e for e in events] if events else [root]
     tweets: list[Tweet] = []
@@ -151,7 +154,7 @@ def ingest(url: str, root: Path, collection: str, events: Sequence[str] | None =
     parsed = geoparse_tweets(tweets, PlaceParser(), Resolver())
     stored = ingest_tweets(url, parsed, collection)
     t1 = time.perf_counter()
-    embedder = TextEmbedder()
+    embedder = TextEmbedder(embedder_name)
     embedded = embed_collection(url, collection, embedder)
     t2 = time.perf_counter()
     return {"read": report.summary(), "stored": stored.stored, "located": stored.located,
@@ -338,6 +341,8 @@ def main() -> None:
     ap.add_argument("--collection", default=EvalConfig.collection)
     ap.add_argument("--keep-cluster", action="store_true", help="Leave the embedded cluster and its data in place")
     ap.add_argument("--output", type=Path, default=RESULTS)
+    ap.add_argument("--embedder", default=DEFAULT_MODEL, choices=embedder_names(),
+                    help="text embedder of the ingested collection")
     args = ap.parse_args()
     cfg = EvalConfig(collection=args.collection, per_stratum=args.per_stratum, depth=args.depth,
                      fuse_depth=args.fuse_depth, seed=args.seed, fusers=tuple(args.fusers.split()))
@@ -355,7 +360,7 @@ def main() -> None:
         info = None
         posts_n, embedded_n = collection_size(url, cfg.collection)
         if posts_n == 0 or embedded_n < posts_n:
-            info = ingest(url, args.root, cfg.collection)
+            info = ingest(url, args.root, cfg.collection, embedder_name=args.embedder)
             print(json.dumps(info, indent=1))
         posts = load_posts(url, cfg.collection, LanguageGuesser())
         result = evaluate(url, cfg, posts)

@@ -3,7 +3,7 @@
 In one process, on the distinct texts of every CrisisLexT26 post (read with the project's reader):
 
 1. Token lengths (the model's tokenizer), so a sequence cap can be chosen that keeps posts whole.
-2. Texts/s of each registered embedder (and of int8 in batches of 16, whose vectors would depend on
+2. Texts/s of each registered embedder (float, int8, static; and of int8 in batches of 16, whose vectors would depend on
    their batch-mates) on ``--sample`` random texts, wall and per CPU-second of this process, for each
    torch thread count of ``--threads``; embedders alternate so that a change of machine load hits all.
 3. With ``--map``: every distinct text embedded by each embedder (cached in ``--cache-dir``; the
@@ -40,12 +40,19 @@ from eofusion.evaluation.late_fusion import (  # noqa: E402
     stratified_sample,
 )
 from eofusion.readers.tweets import IngestReport, Tweet, read_crisislex  # noqa: E402
-from eofusion.social.embedding import _BATCH_SIZES, INT8_MODEL_NAME, MODEL_NAME, TextEmbedder, _model  # noqa: E402
+from eofusion.social.embedding import (  # noqa: E402
+    _BATCH_SIZES,
+    INT8_MODEL_NAME,
+    MODEL_NAME,
+    STATIC_MODEL_NAME,
+    TextEmbedder,
+    _model,
+)
 
 T26 = ROOT.parent / "shared" / "data" / "crisislex" / "CrisisLexT26"
 FLOOD_EVENTS = ("2013_Alberta_floods", "2013_Colorado_floods", "2013_Queensland_floods", "2013_Manila_floods",
                 "2012_Philipinnes_floods", "2013_Sardinia_floods")
-SHORT = {MODEL_NAME: "float", INT8_MODEL_NAME: "int8"}
+SHORT = {MODEL_NAME: "float", INT8_MODEL_NAME: "int8", STATIC_MODEL_NAME: "static"}
 
 
 def load_avg() -> str:
@@ -81,7 +88,7 @@ def throughput(sample: list[str], threads: list[int]) -> None:
     """Texts/s of each embedder, wall and per CPU-second, per torch thread count."""
     import torch
 
-    embedders = [TextEmbedder(MODEL_NAME), TextEmbedder(INT8_MODEL_NAME)]
+    embedders = [TextEmbedder(MODEL_NAME), TextEmbedder(INT8_MODEL_NAME), TextEmbedder(STATIC_MODEL_NAME)]
     for e in embedders:
         e.embed(sample[:128])  # load and warm
     for n in threads:
@@ -117,7 +124,7 @@ def retrieval(everything: list[Tweet], texts: list[str], cache: Path, depth: int
               per_stratum: int = 25, seed: int = 2026) -> None:
     """Cosine agreement of the int8 vectors with the float ones, and the embedding modality's MAP."""
     index = {s: i for i, s in enumerate(texts)}
-    by_model = {name: vectors(name, texts, cache) for name in (MODEL_NAME, INT8_MODEL_NAME)}
+    by_model = {name: vectors(name, texts, cache) for name in (MODEL_NAME, INT8_MODEL_NAME, STATIC_MODEL_NAME)}
     cos = np.einsum("ij,ij->i", by_model[MODEL_NAME], by_model[INT8_MODEL_NAME])
     print(f"cosine(int8, float) over {len(texts):,} distinct texts: mean {cos.mean():.4f}, min {cos.min():.4f}, "
           f"p1 {np.percentile(cos, 1):.4f}, p50 {np.median(cos):.4f}")
