@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -101,9 +102,10 @@ class _EmbedWorker:
         from eofusion.social.embedding import torch_threads
 
         try:
-            # The caller's thread geoparses on one core: the model gets the others.
-            with torch_threads(len(os.sched_getaffinity(0)) - 1), connect(self.database_url) as conn:
-                self.embedder = collection_embedder(conn, self.collection, self.embedder)
+            # One embedding thread per core, each on one torch thread (see TextEmbedder.workers); the caller's
+            # geoparsing takes a small share of a core beside them.
+            with torch_threads(1), connect(self.database_url) as conn:
+                self.embedder = on_every_core(collection_embedder(conn, self.collection, self.embedder))
                 while (rows := self._queue.get()) is not None:
                     ids, vectors = embed_texts(self.embedder, rows)
                     store_embeddings(conn, self.collection, ids, vectors, self.embedder.name)
@@ -137,6 +139,13 @@ def collection_embedder(conn: psycopg.Connection, collection: str, embedder: Any
     if recorded is None or recorded == embedder.name:
         return embedder
     return get_embedder(recorded)
+
+
+def on_every_core(embedder: Any) -> Any:
+    """``embedder`` with one worker thread per core this process may use (a ``TextEmbedder``; others as given)."""
+    if isinstance(getattr(embedder, "workers", None), int):
+        return dataclasses.replace(embedder, workers=max(1, len(os.sched_getaffinity(0))))
+    return embedder
 
 
 def embed_texts(embedder: Any, rows: list[tuple[str, str]]) -> tuple[list[str], NDArray[np.float32]]:
@@ -206,17 +215,19 @@ def embed_collection(database_url: str, collection: str, embedder: Any, batch_si
     A collection already embedded by another embedder keeps its own (:func:`collection_embedder`).
     """
     from catalog.tweet_search import store_embeddings, without_embedding
+    from eofusion.social.embedding import torch_threads
 
     done = 0
-    while True:
-        with connect(database_url) as conn:
-            embedder = collection_embedder(conn, collection, embedder)
-            todo = without_embedding(conn, collection, batch_size)
-            if not todo:
-                return done
-            ids, vectors = embed_texts(embedder, todo)
-            store_embeddings(conn, collection, ids, vectors, embedder.name)
-            conn.commit()
-        done += len(todo)
-        if progress:
-            progress(done)
+    with torch_threads(1):
+        while True:
+            with connect(database_url) as conn:
+                embedder = on_every_core(collection_embedder(conn, collection, embedder))
+                todo = without_embedding(conn, collection, batch_size)
+                if not todo:
+                    return done
+                ids, vectors = embed_texts(embedder, todo)
+                store_embeddings(conn, collection, ids, vectors, embedder.name)
+                conn.commit()
+            done += len(todo)
+            if progress:
+                progress(done)

@@ -57,6 +57,31 @@ def test_int8_vectors_agree_with_the_float_model_on_real_posts() -> None:
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_f, top_q[:, :10], strict=True)]) > 0.75
 
 
+def test_worker_threads_give_the_same_vectors_and_use_threads() -> None:
+    texts = sorted({t.text for t in _tweets(200)})
+    seen: set[str] = set()
+    one = TextEmbedder(INT8_MODEL_NAME).embed(texts)
+    with torch_threads(1):
+        import threading
+
+        real_run = threading.Thread.run
+
+        def spy(self: threading.Thread) -> None:
+            seen.add(self.name)
+            real_run(self)
+
+        threading.Thread.run = spy  # type: ignore[method-assign]
+        try:
+            two = TextEmbedder(INT8_MODEL_NAME, workers=2).embed(texts)
+        finally:
+            threading.Thread.run = real_run  # type: ignore[method-assign]
+        float_two = TextEmbedder(MODEL_NAME, workers=2).embed(texts)
+    assert np.array_equal(one, two)  # one text at a time: splitting the call changes nothing
+    assert sum(name.startswith("text-embedding") for name in seen) == 2
+    np.testing.assert_allclose(float_two, TextEmbedder(MODEL_NAME).embed(texts), atol=1e-5)  # batches re-cut
+    assert TextEmbedder(INT8_MODEL_NAME, workers=4).embed(texts[:3]).shape == (3, 384)  # too few to split
+
+
 def test_the_int8_model_is_quantized_and_keeps_posts_whole() -> None:
     model = _model(INT8_MODEL_NAME)
     layers = [m._get_name() for m in model.modules()]
