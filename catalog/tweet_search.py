@@ -166,9 +166,29 @@ def place(conn: psycopg.Connection, collection: str, lon: float, lat: float, n: 
     return RankedList("place", [r[0] for r in ranked], [-float(r[1]) for r in ranked])
 
 
+class EmbedderMismatchError(RuntimeError):
+    """Vectors of one embedder offered to a collection that another embedder has filled."""
+
+
 def store_embeddings(conn: psycopg.Connection, collection: str, ids: list[str], vectors: NDArray[np.float32],
                      model: str) -> None:
-    """Write embeddings of stored tweets and record the collection's model."""
+    """Write embeddings of stored tweets and record the collection's model.
+
+    Raises:
+        EmbedderMismatchError: The collection has embedded posts and records another model (e.g. it was
+            re-embedded, or another ingest chose another embedder, since the caller looked); nothing is written.
+    """
+    # The collection's row is locked first, so that a concurrent writer or re-embedding cannot slip another
+    # model's vectors in between this check and the writes.
+    conn.execute("INSERT INTO eofusion.tweet_collections (collection) VALUES (%s) ON CONFLICT DO NOTHING",
+                 (collection,))
+    row = conn.execute("SELECT embedding_model FROM eofusion.tweet_collections WHERE collection = %s FOR UPDATE",
+                       (collection,)).fetchone()
+    recorded = row[0] if row else None
+    if recorded is not None and recorded != model and conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM eofusion.tweets WHERE collection = %s AND embedding IS NOT NULL)",
+            (collection,)).fetchone() == (True,):
+        raise EmbedderMismatchError(f"collection {collection!r} is embedded by {recorded!r}, not {model!r}")
     register_vector(conn)
     with conn.cursor() as cur:
         cur.executemany("UPDATE eofusion.tweets SET embedding = %s WHERE collection = %s AND id = %s",

@@ -98,7 +98,6 @@ class _EmbedWorker:
         return self.done
 
     def _run(self) -> None:
-        from catalog.tweet_search import store_embeddings
         from eofusion.social.embedding import torch_threads
 
         try:
@@ -107,10 +106,8 @@ class _EmbedWorker:
             with torch_threads(1), connect(self.database_url) as conn:
                 self.embedder = on_every_core(collection_embedder(conn, self.collection, self.embedder))
                 while (rows := self._queue.get()) is not None:
-                    ids, vectors = embed_texts(self.embedder, rows)
-                    store_embeddings(conn, self.collection, ids, vectors, self.embedder.name)
-                    conn.commit()
-                    self.done += len(ids)
+                    self.embedder = embed_and_store(conn, self.collection, self.embedder, rows)
+                    self.done += len(rows)
         except BaseException as err:  # re-raised in the caller's thread
             self.error = err
             while self._queue.get() is not None:  # let a blocked put() go on to see the error
@@ -146,6 +143,103 @@ def on_every_core(embedder: Any) -> Any:
     if isinstance(getattr(embedder, "workers", None), int):
         return dataclasses.replace(embedder, workers=max(1, len(os.sched_getaffinity(0))))
     return embedder
+
+
+def embed_and_store(conn: psycopg.Connection, collection: str, embedder: Any, rows: list[tuple[str, str]]) -> Any:
+    """Embed (id, text) rows and store the vectors in one committed transaction.
+
+    If the collection turns out to be embedded by another model (re-embedded, or filled by a concurrent ingest
+    with another embedder, since the caller chose ``embedder``), the rows are embedded again by that model.
+
+    Returns:
+        The embedder that was used: the caller's, or the collection's own.
+    """
+    from catalog.tweet_search import EmbedderMismatchError, store_embeddings
+
+    for _ in range(3):  # each retry follows a model change another process committed meanwhile
+        ids, vectors = embed_texts(embedder, rows)
+        try:
+            store_embeddings(conn, collection, ids, vectors, embedder.name)
+        except EmbedderMismatchError:
+            conn.rollback()
+            embedder = on_every_core(collection_embedder(conn, collection, embedder))
+            conn.rollback()  # end the read transaction: the next attempt locks afresh
+            continue
+        conn.commit()
+        return embedder
+    raise RuntimeError(f"the text embedder of collection {collection!r} keeps changing: three attempts failed")
+
+
+def _stage(conn: psycopg.Connection, collection: str, model: str, ids: list[str], vectors: NDArray[np.float32]
+           ) -> None:
+    from pgvector.psycopg import register_vector
+
+    register_vector(conn)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO eofusion.tweet_reembedding (collection, id, model, embedding) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (collection, id) DO UPDATE SET model = EXCLUDED.model, "
+                        "embedding = EXCLUDED.embedding",
+                        [(collection, i, model, v) for i, v in zip(ids, vectors, strict=True)])
+
+
+_NOT_STAGED = ("SELECT t.id, t.text FROM eofusion.tweets t WHERE t.collection = %s AND NOT EXISTS "
+               "(SELECT 1 FROM eofusion.tweet_reembedding r WHERE r.collection = t.collection AND r.id = t.id) "
+               "ORDER BY t.id LIMIT %s")
+
+
+def reembed_collection(database_url: str, collection: str, embedder: Any, batch_size: int = 2048,
+                       progress: Callable[[int], None] | None = None) -> int:
+    """Give every post of a collection the vectors of ``embedder`` and record it as the collection's model.
+
+    New vectors are staged in ``eofusion.tweet_reembedding`` batch by batch (a killed run resumes where it
+    stopped), then swapped into the posts together with the recorded model in one transaction, so queries see
+    the old vectors and model or the new ones, never a mix. Posts stored meanwhile are embedded in the swap;
+    an ingest still embedding with the old model follows the change (:func:`embed_and_store`).
+
+    Args:
+        database_url: Database URL.
+        collection: The posts' collection.
+        embedder: The new embedder (``TextEmbedder``).
+        batch_size: Posts per staged batch.
+        progress: Called with the number of posts staged so far.
+
+    Returns:
+        Posts embedded by ``embedder`` (0 when the collection already records it).
+    """
+    from eofusion.social.embedding import torch_threads
+
+    with connect(database_url) as conn:
+        recorded = recorded_embedder(conn, collection)
+    if recorded is None:  # nothing embedded yet: the ordinary second stage
+        return embed_collection(database_url, collection, embedder, batch_size, progress)
+    if recorded == embedder.name:
+        return 0
+    embedder = on_every_core(embedder)
+    done = 0
+    with torch_threads(1), connect(database_url) as conn:
+        # Vectors a killed run staged for another model are of no use now.
+        conn.execute("DELETE FROM eofusion.tweet_reembedding WHERE collection = %s AND model <> %s",
+                     (collection, embedder.name))
+        done = int(conn.execute("SELECT count(*) FROM eofusion.tweet_reembedding WHERE collection = %s",
+                                (collection,)).fetchone()[0])  # type: ignore[index]
+        conn.commit()
+        while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, batch_size))]:
+            _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))
+            conn.commit()
+            done += len(rows)
+            if progress:
+                progress(done)
+        conn.execute("SELECT 1 FROM eofusion.tweet_collections WHERE collection = %s FOR UPDATE", (collection,))
+        while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, batch_size))]:
+            _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))  # stored since the loop above
+            done += len(rows)
+        conn.execute("UPDATE eofusion.tweets t SET embedding = r.embedding FROM eofusion.tweet_reembedding r "
+                     "WHERE t.collection = %s AND r.collection = t.collection AND r.id = t.id", (collection,))
+        conn.execute("UPDATE eofusion.tweet_collections SET embedding_model = %s, updated_at = now() "
+                     "WHERE collection = %s", (embedder.name, collection))
+        conn.execute("DELETE FROM eofusion.tweet_reembedding WHERE collection = %s", (collection,))
+        conn.commit()
+    return done
 
 
 def embed_texts(embedder: Any, rows: list[tuple[str, str]]) -> tuple[list[str], NDArray[np.float32]]:
@@ -214,7 +308,7 @@ def embed_collection(database_url: str, collection: str, embedder: Any, batch_si
 
     A collection already embedded by another embedder keeps its own (:func:`collection_embedder`).
     """
-    from catalog.tweet_search import store_embeddings, without_embedding
+    from catalog.tweet_search import without_embedding
     from eofusion.social.embedding import torch_threads
 
     done = 0
@@ -225,9 +319,7 @@ def embed_collection(database_url: str, collection: str, embedder: Any, batch_si
                 todo = without_embedding(conn, collection, batch_size)
                 if not todo:
                     return done
-                ids, vectors = embed_texts(embedder, todo)
-                store_embeddings(conn, collection, ids, vectors, embedder.name)
-                conn.commit()
+                embedder = embed_and_store(conn, collection, embedder, todo)
             done += len(todo)
             if progress:
                 progress(done)

@@ -427,6 +427,38 @@ def ingest_tweets_cmd(tweet_format: str, path: Path, collection: str, prior: tup
     click.echo(json.dumps(result))
 
 
+@main.command("reembed")
+@click.argument("collection")
+@click.option("--embedder", required=True, metavar="NAME",
+              help="The new text embedder: int8, float, static or a full registered name")
+def reembed_cmd(collection: str, embedder: str) -> None:
+    """Re-embed every post of COLLECTION with another text embedder (e.g. posts ingested with the static one).
+
+    The new vectors are staged, then swapped in with the collection's recorded embedder in one transaction:
+    searches meanwhile use the old vectors. An interrupted run resumes where it stopped.
+    """
+    from tqdm import tqdm
+
+    from catalog.db import connect, database_url
+    from catalog.tweets import recorded_embedder, reembed_collection
+    from eofusion.social.embedding import EMBEDDER_ALIASES, TextEmbedder, UnknownEmbedderError
+
+    try:
+        target = TextEmbedder(EMBEDDER_ALIASES.get(embedder, embedder))
+    except UnknownEmbedderError as err:
+        _fail(f"--embedder: {err.args[0]} (or one of the short names {', '.join(EMBEDDER_ALIASES)})")
+    url = database_url(_settings())
+    with connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM eofusion.tweets WHERE collection = %s", (collection,)).fetchone()
+        before = recorded_embedder(conn, collection)
+    if not row or not row[0]:
+        _fail(f"collection {collection!r} has no posts (ingest them with `eofusion ingest tweets`)")
+    bar = tqdm(desc=f"re-embedding {collection}", unit="tweet", total=int(row[0]) if row else None)
+    done = reembed_collection(url, collection, target, progress=lambda n: bar.update(n - bar.n))
+    bar.close()
+    click.echo(json.dumps({"collection": collection, "from": before, "embedder": target.name, "embedded": done}))
+
+
 def _ingest_photos(url: str, collection: str, media_dir: Path | None) -> dict[str, object]:
     """The photo stage; the image model loads only when some post carries media."""
     from tqdm import tqdm
