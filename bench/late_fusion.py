@@ -57,7 +57,7 @@ from eofusion.config import Settings  # noqa: E402
 from eofusion.fusion import fusers  # noqa: E402
 from eofusion.fusion.base import RankedList  # noqa: E402
 from eofusion.readers.tweets import IngestReport, Tweet, read_crisislex  # noqa: E402
-from eofusion.social.embedding import DEFAULT_MODEL, MODEL_NAME, embedder_names  # noqa: E402
+from eofusion.social.embedding import DEFAULT_MODEL, MODEL_NAME, STATIC_MODEL_NAME, embedder_names  # noqa: E402
 
 T26 = ROOT.parent / "shared" / "data" / "crisislex" / "CrisisLexT26"
 COLLECTION = "bench-1m"
@@ -417,7 +417,7 @@ def _cpu() -> float:
 
 def run_ingest(url: str, sample: int, names: Sequence[str], torch_threads: int | None = None) -> None:
     """Readers-only rate against the real ingest path on ``sample`` real tweets, two ways per embedder."""
-    from catalog.tweets import embed_collection, ingest_tweets
+    from catalog.tweets import embed_collection, ingest_tweets, reembed_collection
     from eofusion.geoparse.parser import PlaceParser
     from eofusion.geoparse.resolve import Resolver, geoparse_tweets
     from eofusion.social.embedding import get_embedder
@@ -465,6 +465,13 @@ def run_ingest(url: str, sample: int, names: Sequence[str], torch_threads: int |
               f"{stored.stored / wall:,.0f} tweets/s (wall), {stored.stored / cpu:,.0f} per CPU-s of this process; "
               "readers-only/this = "
               f"{(len(everything) / readers) / (stored.stored / wall):.0f}x ({load_avg()})")
+    if embedders[-1].name == STATIC_MODEL_NAME and DEFAULT_MODEL in names:
+        # The collection the last run filled with static vectors, moved to the default embedder afterwards.
+        t, c = clock.perf_counter(), _cpu()
+        moved = reembed_collection(url, INGEST_COLLECTION, get_embedder(DEFAULT_MODEL))
+        wall, cpu = clock.perf_counter() - t, _cpu() - c
+        print(f"re-embedding ({STATIC_MODEL_NAME} -> {DEFAULT_MODEL}, reembed_collection): {moved} tweets in "
+              f"{wall:.1f} s = {moved / wall:,.0f} tweets/s (wall), {moved / cpu:,.0f} per CPU-s ({load_avg()})")
     best = max(rates.values())
     print(f"goal ingest >= 300 tweets/s on 2 cores: {'met' if best >= 300 else 'NOT met'} ({best:,.0f}/s wall on a "
           f"shared machine, {max(rates, key=lambda k: rates[k])[0]}: {load_avg()})")
