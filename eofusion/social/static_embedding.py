@@ -1,9 +1,9 @@
 """Static token embeddings distilled from a sentence transformer (model2vec's recipe), for fast bulk ingest.
 
 A transformer embedding costs about ``2 x layers x 12 x d^2`` FLOPs per token: ~0.8 GFLOP for a
-post of 35 tokens with MiniLM-L6, which bounds it to ~60 (float) or ~90 (int8) posts per CPU-second
-on these cores; a stream of 300 posts/s on two cores cannot afford it. A static model looks each
-token up in a table and averages: ~0.1 ms per post, tokenizer included.
+post of 39 tokens (the CrisisLexT26 mean) with MiniLM-L6, which bounds it to ~40-60 (float) or ~90
+(int8) posts per CPU-second on these cores; a stream of 300 posts/s on two cores cannot afford it.
+A static model looks each token up in a table and averages: ~0.1 ms per post, tokenizer included.
 
 The table is distilled from the transformer itself, without a corpus (Tulkens and van Dongen,
 model2vec, 2024):
