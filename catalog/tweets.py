@@ -182,7 +182,8 @@ def _stage(conn: psycopg.Connection, collection: str, model: str, ids: list[str]
                         [(collection, i, model, v) for i, v in zip(ids, vectors, strict=True)])
 
 
-_NOT_STAGED = ("SELECT t.id, t.text FROM eofusion.tweets t WHERE t.collection = %s AND NOT EXISTS "
+# Posts without a staged vector, after an id (keyset paging: each batch starts where the last one ended).
+_NOT_STAGED = ("SELECT t.id, t.text FROM eofusion.tweets t WHERE t.collection = %s AND t.id > %s AND NOT EXISTS "
                "(SELECT 1 FROM eofusion.tweet_reembedding r WHERE r.collection = t.collection AND r.id = t.id) "
                "ORDER BY t.id LIMIT %s")
 
@@ -223,16 +224,18 @@ def reembed_collection(database_url: str, collection: str, embedder: Any, batch_
         done = int(conn.execute("SELECT count(*) FROM eofusion.tweet_reembedding WHERE collection = %s",
                                 (collection,)).fetchone()[0])  # type: ignore[index]
         conn.commit()
-        while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, batch_size))]:
+        last = ""
+        while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, last, batch_size))]:
             _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))
             conn.commit()
-            done += len(rows)
+            done, last = done + len(rows), rows[-1][0]
             if progress:
                 progress(done)
         conn.execute("SELECT 1 FROM eofusion.tweet_collections WHERE collection = %s FOR UPDATE", (collection,))
-        while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, batch_size))]:
-            _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))  # stored since the loop above
-            done += len(rows)
+        last = ""  # posts stored since the loop above may have any id
+        while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, last, batch_size))]:
+            _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))
+            done, last = done + len(rows), rows[-1][0]
         conn.execute("UPDATE eofusion.tweets t SET embedding = r.embedding FROM eofusion.tweet_reembedding r "
                      "WHERE t.collection = %s AND r.collection = t.collection AND r.id = t.id", (collection,))
         conn.execute("UPDATE eofusion.tweet_collections SET embedding_model = %s, updated_at = now() "

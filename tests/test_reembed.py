@@ -121,3 +121,30 @@ def test_cli_reembed_and_its_errors(db_url: str) -> None:
     assert bad.returncode != 0 and "glove" in bad.stderr and "static" in bad.stderr
     missing = _cli("reembed", "no-such-posts", "--embedder", "int8", db_url=db_url)
     assert missing.returncode != 0 and "'no-such-posts' has no posts" in missing.stderr
+
+
+def test_posts_stored_during_the_reembedding_are_embedded_in_the_swap(db_url: str) -> None:
+    collection = COLLECTION + "-late"
+    tweets = sorted(_tweets(110), key=lambda t: t.id)
+    late, early = tweets[:10], tweets[10:]  # the late posts sort before every staged one: keyset paging skips them
+    with connect(db_url) as conn:
+        for table in ("tweets", "tweet_collections", "tweet_reembedding"):
+            conn.execute(f"DELETE FROM eofusion.{table} WHERE collection = %s", (collection,))
+    ingest_tweets(db_url, early, collection, embedder=TextEmbedder(STATIC_MODEL_NAME))
+    calls: list[int] = []
+
+    def ingest_meanwhile(done: int) -> None:
+        if not calls:
+            assert ingest_tweets(db_url, late, collection).stored == 10
+        calls.append(done)
+
+    int8 = TextEmbedder(INT8_MODEL_NAME)
+    assert reembed_collection(db_url, collection, int8, batch_size=30, progress=ingest_meanwhile) == 110
+    assert calls == [30, 60, 90, 100]
+    with connect(db_url) as conn:
+        rows = conn.execute("SELECT text, embedding::real[] FROM eofusion.tweets WHERE collection = %s ORDER BY id",
+                            (collection,)).fetchall()
+        assert recorded_embedder(conn, collection) == INT8_MODEL_NAME
+    assert len(rows) == 110 and all(r[1] is not None for r in rows)
+    np.testing.assert_allclose(np.asarray([r[1] for r in rows], dtype=np.float32), int8.embed([r[0] for r in rows]),
+                               atol=1e-6)
