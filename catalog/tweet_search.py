@@ -170,6 +170,19 @@ class EmbedderMismatchError(RuntimeError):
     """Vectors of one embedder offered to a collection that another embedder has filled."""
 
 
+def lock_collection(conn: psycopg.Connection, collection: str) -> str | None:
+    """Lock a collection's row of ``eofusion.tweet_collections`` (created if missing) for the transaction.
+
+    Returns:
+        The embedding model it records, if any.
+    """
+    conn.execute("INSERT INTO eofusion.tweet_collections (collection) VALUES (%s) ON CONFLICT DO NOTHING",
+                 (collection,))
+    row = conn.execute("SELECT embedding_model FROM eofusion.tweet_collections WHERE collection = %s FOR UPDATE",
+                       (collection,)).fetchone()
+    return row[0] if row else None
+
+
 def store_embeddings(conn: psycopg.Connection, collection: str, ids: list[str], vectors: NDArray[np.float32],
                      model: str) -> None:
     """Write embeddings of stored tweets and record the collection's model.
@@ -178,13 +191,9 @@ def store_embeddings(conn: psycopg.Connection, collection: str, ids: list[str], 
         EmbedderMismatchError: The collection has embedded posts and records another model (e.g. it was
             re-embedded, or another ingest chose another embedder, since the caller looked); nothing is written.
     """
-    # The collection's row is locked first, so that a concurrent writer or re-embedding cannot slip another
-    # model's vectors in between this check and the writes.
-    conn.execute("INSERT INTO eofusion.tweet_collections (collection) VALUES (%s) ON CONFLICT DO NOTHING",
-                 (collection,))
-    row = conn.execute("SELECT embedding_model FROM eofusion.tweet_collections WHERE collection = %s FOR UPDATE",
-                       (collection,)).fetchone()
-    recorded = row[0] if row else None
+    # Locked first, so that a concurrent writer or re-embedding cannot slip another model's vectors in between
+    # this check and the writes.
+    recorded = lock_collection(conn, collection)
     if recorded is not None and recorded != model and conn.execute(
             "SELECT EXISTS (SELECT 1 FROM eofusion.tweets WHERE collection = %s AND embedding IS NOT NULL)",
             (collection,)).fetchone() == (True,):

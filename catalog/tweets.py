@@ -70,8 +70,8 @@ class TweetIngestReport:
 class _EmbedWorker:
     """Embeds stored batches in a thread while the caller's generator (geoparsing) makes the next ones.
 
-    The model's forward pass releases the GIL, so on two cores geoparsing and embedding overlap
-    (torch gets one thread per core but the geoparser's); the queue is short so that memory stays
+    The model's forward pass releases the GIL, so geoparsing and embedding overlap (the embedder
+    runs one thread per core, see :func:`on_every_core`); the queue is short so that memory stays
     bounded when embedding is the slower stage.
     """
 
@@ -207,6 +207,7 @@ def reembed_collection(database_url: str, collection: str, embedder: Any, batch_
     Returns:
         Posts embedded by ``embedder`` (0 when the collection already records it).
     """
+    from catalog.tweet_search import lock_collection
     from eofusion.social.embedding import torch_threads
 
     with connect(database_url) as conn:
@@ -216,32 +217,45 @@ def reembed_collection(database_url: str, collection: str, embedder: Any, batch_
     if recorded == embedder.name:
         return 0
     embedder = on_every_core(embedder)
-    done = 0
     with torch_threads(1), connect(database_url) as conn:
         # Vectors a killed run staged for another model are of no use now.
         conn.execute("DELETE FROM eofusion.tweet_reembedding WHERE collection = %s AND model <> %s",
                      (collection, embedder.name))
-        done = int(conn.execute("SELECT count(*) FROM eofusion.tweet_reembedding WHERE collection = %s",
-                                (collection,)).fetchone()[0])  # type: ignore[index]
+        row = conn.execute("SELECT count(*) FROM eofusion.tweet_reembedding WHERE collection = %s",
+                           (collection,)).fetchone()
         conn.commit()
-        last = ""
-        while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, last, batch_size))]:
-            _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))
-            conn.commit()
-            done, last = done + len(rows), rows[-1][0]
-            if progress:
-                progress(done)
-        conn.execute("SELECT 1 FROM eofusion.tweet_collections WHERE collection = %s FOR UPDATE", (collection,))
-        last = ""  # posts stored since the loop above may have any id
-        while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, last, batch_size))]:
-            _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))
-            done, last = done + len(rows), rows[-1][0]
+        done = _stage_unstaged(conn, collection, embedder, batch_size, int(row[0]) if row else 0, True, progress)
+        lock_collection(conn, collection)
+        # Posts stored since, under the lock and in the swap's transaction.
+        done = _stage_unstaged(conn, collection, embedder, batch_size, done, False)
         conn.execute("UPDATE eofusion.tweets t SET embedding = r.embedding FROM eofusion.tweet_reembedding r "
                      "WHERE t.collection = %s AND r.collection = t.collection AND r.id = t.id", (collection,))
         conn.execute("UPDATE eofusion.tweet_collections SET embedding_model = %s, updated_at = now() "
                      "WHERE collection = %s", (embedder.name, collection))
         conn.execute("DELETE FROM eofusion.tweet_reembedding WHERE collection = %s", (collection,))
         conn.commit()
+    return done
+
+
+def _stage_unstaged(conn: psycopg.Connection, collection: str, embedder: Any, batch_size: int, done: int,
+                    commit: bool, progress: Callable[[int], None] | None = None) -> int:
+    """Embed and stage every post of the collection without a staged vector, in id order.
+
+    Args:
+        commit: Commit each batch (a killed run keeps what it staged); else they stay in the caller's transaction.
+        progress: Called with the running count after each batch.
+
+    Returns:
+        ``done`` plus the posts staged.
+    """
+    last = ""  # keyset paging: each batch starts after the last id of the one before
+    while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, last, batch_size))]:
+        _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))
+        done, last = done + len(rows), rows[-1][0]
+        if commit:
+            conn.commit()
+        if progress:
+            progress(done)
     return done
 
 
@@ -315,14 +329,11 @@ def embed_collection(database_url: str, collection: str, embedder: Any, batch_si
     from eofusion.social.embedding import torch_threads
 
     done = 0
-    with torch_threads(1):
-        while True:
-            with connect(database_url) as conn:
-                embedder = on_every_core(collection_embedder(conn, collection, embedder))
-                todo = without_embedding(conn, collection, batch_size)
-                if not todo:
-                    return done
-                embedder = embed_and_store(conn, collection, embedder, todo)
+    with torch_threads(1), connect(database_url) as conn:
+        embedder = on_every_core(collection_embedder(conn, collection, embedder))  # later changes: embed_and_store
+        while todo := without_embedding(conn, collection, batch_size):
+            embedder = embed_and_store(conn, collection, embedder, todo)
             done += len(todo)
             if progress:
                 progress(done)
+    return done
