@@ -205,9 +205,9 @@ class DeepHasher:
             metadata: JSON-serialisable facts: training data summary, metrics, descriptor name, ...
         """
         self.net = net.eval()  # frozen from here on: inference reads a numpy copy of its weights
-        self._layers: list[tuple[NDArray[np.float32], NDArray[np.float32]]] | None = None
-        self._scale: tuple[NDArray[np.float32], NDArray[np.float32]] = (np.zeros(0, np.float32),
-                                                                         np.ones(0, np.float32))
+        self._layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy())
+                        for m in net.body if isinstance(m, nn.Linear)]
+        self._scale = (net.mean.numpy().copy(), net.std.numpy().copy())
         self.config = config
         self.metadata: dict[str, Any] = dict(metadata or {})
 
@@ -245,11 +245,6 @@ class DeepHasher:
     def _forward(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         # Inference in numpy: one query through torch cost 0.3 ms idle and 3 ms beside other processes
         # (its thread pool), ten times the Hamming index scan it feeds; numpy takes ~20 us.
-        if self._layers is None:
-            net = self.net.eval()
-            self._layers = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy())
-                            for m in net.body if isinstance(m, nn.Linear)]
-            self._scale = (net.mean.numpy().copy(), net.std.numpy().copy())
         mean, std = self._scale
         z = np.sqrt(np.maximum(x, 0.0)) if self.net.input_transform == "sqrt" else x
         h = (z - mean) / std
