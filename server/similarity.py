@@ -135,6 +135,20 @@ async def _hash_ranking(conn: Any, body: dict[str, Any], spec: dict[str, Any], l
                   {(n.collection, n.item_id): {"eofusion:hamming": n.hamming} for n in found})
 
 
+async def _descriptor_ranking(conn: Any, body: dict[str, Any], spec: dict[str, Any], kind: str | None, limit: int,
+                              offset: int) -> Ranked:
+    """Rank by a stored descriptor (``kind``; default: the richest the reference item has)."""
+    if kind is None:
+        ref = spec.get("item") and (spec["collection"], spec["item"])
+        ref = ref or (spec.get("positive") and (spec["positive"][0]["collection"], spec["positive"][0]["item"]))
+        kind = await similarity.default_kind(conn, *ref) if ref else None
+    if kind is None:
+        raise similarity.SimilarityError("give descriptor (fused, s1, s2 or hash) with a raw vector")
+    query = await similarity.query_vector(conn, kind, spec)
+    where = await similarity.where_clause(conn, body)
+    return Ranked(await similarity.nearest(conn, kind, query, where, limit, offset), {"eofusion:descriptor": kind})
+
+
 async def _text_ranking(conn: Any, body: dict[str, Any], text: str, limit: int, offset: int) -> Ranked:
     """Rank by the collection's text-to-patch model."""
     collection = _one_collection(body, {}, "q_semantic")
@@ -184,17 +198,7 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
                 elif kind == "hash":
                     ranked = await _hash_ranking(conn, body, spec, limit, offset, depth or hashing.RERANK_DEPTH)
                 else:
-                    if kind is None:
-                        ref = spec.get("item") and (spec["collection"], spec["item"])
-                        ref = ref or (spec.get("positive") and (spec["positive"][0]["collection"],
-                                                                spec["positive"][0]["item"]))
-                        kind = await similarity.default_kind(conn, *ref) if ref else None
-                    if kind is None:
-                        raise similarity.SimilarityError("give descriptor (fused, s1, s2 or hash) with a raw vector")
-                    query = await similarity.query_vector(conn, kind, spec)
-                    where = await similarity.where_clause(conn, body)
-                    ranked = Ranked(await similarity.nearest(conn, kind, query, where, limit, offset),
-                                    {"eofusion:descriptor": kind})
+                    ranked = await _descriptor_ranking(conn, body, spec, kind, limit, offset)
     except (similarity.SimilarityError, hashing.HashingError) as err:
         raise HTTPException(status_code=400, detail=str(err)) from err
     found = ranked.found
