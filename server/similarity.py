@@ -202,9 +202,14 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
     except (similarity.SimilarityError, hashing.HashingError) as err:
         raise HTTPException(status_code=400, detail=str(err)) from err
     found = ranked.found
+    base = str(request.base_url).rstrip("/")
+    links: list[dict[str, Any]] = [{"rel": "root", "type": "application/json", "href": f"{base}/stac/"},
+                                   {"rel": "self", "type": "application/geo+json", "href": f"{base}/stac/search"}]
+    if not found:  # nothing passes the filters: nothing to hydrate
+        return {"type": "FeatureCollection", "features": [], "links": links, "numberReturned": 0}
     hydrate = search_request.model_copy(update={
-        "ids": [n.item_id for n in found] or ["\x00no-match"], "collections": sorted({n.collection for n in found})
-        or None, "limit": max(1, len(found)), "bbox": None, "intersects": None, "datetime": None,
+        "ids": [n.item_id for n in found], "collections": sorted({n.collection for n in found}),
+        "limit": len(found), "bbox": None, "intersects": None, "datetime": None,
         "filter": None, "similar_to": None, "q_semantic": None, "token": None})
     page = await client._search_base(hydrate, request=request)
     by_key = {(f.get("collection"), f["id"]): f for f in page.get("features", [])}
@@ -217,9 +222,9 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
             props.update(ranked.properties)
             props.update(ranked.per_item.get((n.collection, n.item_id), {}))
             features.append(feature)
-    base = str(request.base_url).rstrip("/")
-    links: list[dict[str, Any]] = [{"rel": "root", "type": "application/json", "href": f"{base}/stac/"},
-             {"rel": "self", "type": "application/geo+json", "href": f"{base}/stac/search"}]
+    if search_request.sortby:
+        # The page holds the nearest items; sortby orders them (pgstac hydrated them in that order).
+        features = [f for f in page.get("features", []) if "eofusion:distance" in f.get("properties", {})]
     if len(found) == limit:
         links.append({"rel": "next", "type": "application/geo+json", "href": f"{base}/stac/search", "method": "POST",
                       "body": {**body, "token": f"{TOKEN_PREFIX}{offset + limit}"}, "merge": False})
