@@ -9,7 +9,7 @@ from uuid import UUID
 import psycopg
 
 from catalog.labels import PATH_SEP, get_label
-from catalog.load import collection_exists, upsert_collection, upsert_items
+from catalog.load import collection_exists, refresh_annotation_labels, upsert_collection, upsert_items
 
 
 class AnnotationError(ValueError):
@@ -48,7 +48,8 @@ def annotation_item_id(collection: str, item_id: str, label_id: int) -> str:
 
 def add_annotations(conn: psycopg.Connection, annotations: list[NewAnnotation]) -> int:
     """Store annotations (a patch may carry several labels; the same label twice is updated), both in
-    ``eofusion.annotations`` and as STAC items of the ``annotations`` collection.
+    ``eofusion.annotations`` and as STAC items of the ``annotations`` collection, and list each patch's
+    labels in its item (``eofusion:annotations``, paths and level-1 classes).
 
     Raises:
         AnnotationError: an unknown label or item; nothing is stored then.
@@ -73,6 +74,9 @@ def add_annotations(conn: psycopg.Connection, annotations: list[NewAnnotation]) 
                 raise AnnotationError(f"no item {a.item_id!r} in collection {a.collection!r}")
             items.append(_item(conn, a, label.id, label.path))
         upsert_items(conn, items)
+        # The patches list their labels too (eofusion:annotations), for CQL2 filters beside similarity.
+        refresh_annotation_labels(conn, "SELECT DISTINCT * FROM unnest(%s::text[], %s::text[]) AS k(collection, id)",
+                                  ([a.collection for a in annotations], [a.item_id for a in annotations]))
     return len(annotations)
 
 

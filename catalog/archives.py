@@ -111,7 +111,8 @@ def publish_archive(database_url: str, collection_id: str, scenes_dir: Path, pat
                 assets = stac_items.SceneAssets(s2_cog, s1_cog, p.s1_polarisations, p.s1_acquired)
                 item = stac_items.scene_item(collection_id, p.id, p.crs, p.transform, p.shape, when,
                                              None if p.acquired else end, assets)
-                item["properties"].update({stac_items.KIND: "patch", "eofusion:grid_level": p.shape[0],
+                item["properties"].update({stac_items.KIND: "patch", stac_items.ANNOTATIONS: [],
+                                           "eofusion:grid_level": p.shape[0],
                                            "eofusion:archive": p.source, "eofusion:ground_truth": paths,
                                            "eofusion:source_labels": p.labels})
                 items.append(item)

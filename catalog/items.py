@@ -24,6 +24,9 @@ from shapely.geometry import box, mapping
 from eofusion.readers.sentinel2 import S2_BAND_INFO
 
 KIND = "eofusion:kind"
+#: Labels users gave a patch (annotation paths and their level-1 classes; empty until annotated), as
+#: ``eofusion:ground_truth`` lists the ground truth, so CQL2 can filter on them, negated too.
+ANNOTATIONS = "eofusion:annotations"
 _DENSIFY = 21  # points added along each edge when reprojecting a bounding box
 
 
@@ -220,8 +223,9 @@ def patch_item(collection_id: str, scene: dict[str, Any], patch_item_id: str, cr
     native = array_bounds(level, level, window_transform)
     proj_bbox = [round(v, 3) for v in native]
     props.update({
-        KIND: "patch", "eofusion:scene": scene["id"], "eofusion:grid_level": level, "eofusion:row": row,
-        "eofusion:col": col, "eofusion:parent": parent_id, "eofusion:valid_fraction": round(valid_fraction, 4),
+        KIND: "patch", ANNOTATIONS: [], "eofusion:scene": scene["id"], "eofusion:grid_level": level,
+        "eofusion:row": row, "eofusion:col": col, "eofusion:parent": parent_id,
+        "eofusion:valid_fraction": round(valid_fraction, 4),
         "proj:code": f"EPSG:{crs.to_epsg()}", "proj:transform": list(window_transform)[:6],
         "proj:shape": list(shape), "proj:bbox": proj_bbox,
     })

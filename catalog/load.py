@@ -10,6 +10,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 from pypgstac.load import Loader
 
+from catalog.items import ANNOTATIONS
+
 
 def upsert_collection(conn: psycopg.Connection, collection: dict[str, Any]) -> None:
     """Create or replace a collection."""
@@ -81,7 +83,29 @@ def upsert_items(conn: psycopg.Connection, items: Sequence[dict[str, Any]]) -> i
         "ORDER BY o.collection, o.id FOR UPDATE OF o) "
         "DELETE FROM pgstac.items i USING locked l WHERE i.collection = l.collection AND i.id = l.id")
     conn.execute("INSERT INTO pgstac.items SELECT * FROM _items_in ON CONFLICT DO NOTHING")
+    # A re-published patch keeps the labels users gave it (its new content has none).
+    refresh_annotation_labels(conn, "SELECT collection, id FROM _items_in")
     return len(rows)
+
+
+def refresh_annotation_labels(conn: psycopg.Connection, keys_sql: str, params: Sequence[Any] = ()) -> None:
+    """Write the annotation labels (:data:`catalog.items.ANNOTATIONS`) into those items of ``keys_sql`` that
+    have annotations.
+
+    Args:
+        conn: Connection (the caller's transaction).
+        keys_sql: A query of ``(collection, id)`` rows.
+        params: Its parameters.
+    """
+    conn.execute(
+        f"WITH keys AS ({keys_sql}), labels AS ("
+        "SELECT a.collection, a.item_id, array_agg(DISTINCT x ORDER BY x) AS names FROM eofusion.annotations a "
+        "JOIN keys k ON k.collection = a.collection AND k.id = a.item_id "
+        "JOIN eofusion.labels l ON l.id = a.label_id LEFT JOIN eofusion.labels p ON p.id = l.parent_id "
+        "CROSS JOIN LATERAL unnest(ARRAY[l.path, COALESCE(p.path, l.path)]) x GROUP BY 1, 2) "
+        "UPDATE pgstac.items i SET content = jsonb_set(i.content, %s, to_jsonb(labels.names)) FROM labels "
+        "WHERE i.collection = labels.collection AND i.id = labels.item_id",
+        (*params, ["properties", ANNOTATIONS]))
 
 
 def _instant(value: str) -> datetime:

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from catalog import similarity
+from catalog.annotations import NewAnnotation, add_annotations
+from catalog.db import connect
+from catalog.load import upsert_items
 from server.similarity import SIMILARITY_CONFORMANCE
 from tests.conftest import DEMO_COLLECTION, EUROSAT, SCENE_ID
 
@@ -67,6 +70,65 @@ def test_results_honour_every_filter(client: httpx.Client, archives: dict, loade
     some = [f["id"] for f in unfiltered["features"][5:8]]
     only = search(client, {"similar_to": ref, "ids": some, "limit": 10}).json()["features"]
     assert sorted(f["id"] for f in only) == sorted(some)
+
+
+def test_sortby_orders_each_page_of_nearest_items(client: httpx.Client, archives: dict) -> None:
+    body = {"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "collections": ["eurosat"], "limit": 12}
+    nearest = search(client, body).json()
+    by_id = {f["id"]: f["properties"]["eofusion:distance"] for f in nearest["features"]}
+    sorted_page = search(client, {**body, "sortby": [{"field": "id", "direction": "desc"}]}).json()
+    ids = [f["id"] for f in sorted_page["features"]]
+    # The same nearest items, with their distances, in sortby's order; the next page goes on by distance.
+    assert set(ids) == set(by_id) and ids == sorted(ids, reverse=True) and ids != list(by_id)
+    assert {f["id"]: f["properties"]["eofusion:distance"] for f in sorted_page["features"]} == by_id
+    nxt = next(link for link in sorted_page["links"] if link["rel"] == "next")
+    second = client.post(nxt["href"], json=nxt["body"]).json()["features"]
+    assert len(second) == 12 and not set(by_id) & {f["id"] for f in second}
+    assert min(f["properties"]["eofusion:distance"] for f in second) >= max(by_id.values())
+
+
+def _annotated(db_url: str, level1: str) -> set[str]:
+    with connect(db_url) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT a.item_id FROM eofusion.annotations a JOIN eofusion.labels l ON l.id = a.label_id "
+            "WHERE a.collection = 'eurosat' AND split_part(l.path, ' / ', 1) = %s", (level1,))}
+
+
+def test_multi_knowledge_query_with_annotation_labels(client: httpx.Client, archives: dict, db_url: str) -> None:
+    """"Like this patch, annotated Urban Area" and "not yet labelled Urban Area", with metadata, in one search."""
+    mine = ["Highway_1069", "Residential_1031", "Industrial_1224"]
+    with connect(db_url) as conn:
+        add_annotations(conn, [NewAnnotation("eurosat", mine[0], "Urban Area"),
+                               NewAnnotation("eurosat", mine[1], "Urban Area / Continuous urban fabric"),
+                               NewAnnotation("eurosat", mine[2], "Urban Area / Industrial or commercial units")])
+    urban = _annotated(db_url, "Urban Area")
+    assert set(mine) <= urban
+    item = client.get(f"/stac/collections/eurosat/items/{mine[1]}").json()
+    assert item["properties"]["eofusion:annotations"] == ["Urban Area", "Urban Area / Continuous urban fabric"]
+    label = {"op": "a_contains", "args": [{"property": "eofusion:annotations"}, ["Urban Area"]]}
+    level = {"op": "=", "args": [{"property": "eofusion:grid_level"}, 64]}
+    base = {"similar_to": {"collection": "eurosat", "item": "Forest_1031"}, "collections": ["eurosat"],
+            "filter-lang": "cql2-json", "limit": 100}
+    found = search(client, {**base, "filter": {"op": "and", "args": [label, level]}}).json()["features"]
+    assert {f["id"] for f in found} == urban
+    d = [f["properties"]["eofusion:distance"] for f in found]
+    assert d == sorted(d)
+    r = search(client, {**base, "limit": 30, "filter": {"op": "and", "args": [{"op": "not", "args": [label]}, level]}})
+    assert r.status_code == 200, r.text
+    others = r.json()["features"]
+    assert len(others) == 30 and not urban & {f["id"] for f in others}
+    # A search nothing passes is an empty page, not an error.
+    r = search(client, {**base, "filter": {"op": "and", "args": [label, {"op": "=", "args": [
+        {"property": "eofusion:grid_level"}, 9999]}]}})
+    assert r.status_code == 200, r.text
+    assert r.json()["features"] == [] and r.json()["numberReturned"] == 0
+    # Re-publishing a patch (an archive ingested again) keeps the labels users gave it.
+    fresh = {**item, "properties": {k: v for k, v in item["properties"].items() if k != "eofusion:annotations"}}
+    fresh["links"] = []
+    with connect(db_url) as conn:
+        upsert_items(conn, [fresh])
+    again = client.get(f"/stac/collections/eurosat/items/{mine[1]}").json()
+    assert again["properties"]["eofusion:annotations"] == item["properties"]["eofusion:annotations"]
 
 
 def test_paging_returns_each_item_once_in_distance_order(client: httpx.Client, archives: dict) -> None:
