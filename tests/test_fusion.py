@@ -20,6 +20,7 @@ from eofusion.fusion import (
     RankedList,
     ScoreFuser,
     UnknownFuserError,
+    competition_ranks,
     fusers,
 )
 from eofusion.fusion.tensor import anti_diagonal_position
@@ -30,6 +31,12 @@ MODALITIES = ["visual", "concepts", "spatial", "temporal", "social"]
 
 # Local settings (not a global profile, which would leak into other test modules).
 PROPERTY = settings(deadline=None, max_examples=60, database=None)
+
+
+def rank(rl: RankedList, item: str) -> int:
+    """Naive competition rank of ``item`` in ``rl``: one plus the number of strictly better scores."""
+    score = rl.scores[rl.ids.index(item)]
+    return 1 + int(np.sum(rl.scores > score))
 
 
 def fuse(name: str, lists: Sequence[RankedList], k: int | None = None) -> FusedRanking:
@@ -154,7 +161,7 @@ def test_unanimous_first_item_is_first(name: str, lists: list[RankedList], data:
 def test_single_list_is_returned_unchanged(name: str, single: RankedList) -> None:
     out = fuse(name, [single])
     assert out.ids == tuple(single.ids)
-    assert out.rank_matrix[:, 0].tolist() == list(range(1, len(single) + 1))
+    assert out.rank_matrix[:, 0].tolist() == [rank(single, i) for i in single.ids]
 
 
 @pytest.mark.parametrize("name", FUSER_NAMES)
@@ -178,12 +185,11 @@ def test_ranks_reported_and_output_well_formed(name: str, lists: list[RankedList
     assert len(out) == min(k, len(union))
     assert len(set(out.ids)) == len(out) and set(out.ids) <= union
     assert np.all(np.diff(out.scores) <= 0)  # best first
-    by_modality = {rl.modality: list(rl.ids) for rl in lists}
     for item, ranks in zip(out.ids, out.ranks, strict=True):
-        expected = {m: ids.index(item) + 1 for m, ids in by_modality.items() if item in ids}
+        expected = {rl.modality: rank(rl, item) for rl in lists if item in rl.ids}
         assert ranks == expected
-        for m, ids in by_modality.items():
-            assert out.rank_of(item, m) == (ids.index(item) + 1 if item in ids else None)
+        for rl in lists:
+            assert out.rank_of(item, rl.modality) == (rank(rl, item) if item in rl.ids else None)
     # Truncation keeps a prefix of the full ranking.
     full = fuse(name, lists)
     assert full.ids[: len(out)] == out.ids
@@ -218,12 +224,11 @@ def test_more_lists_at_equal_rank_beats_fewer(name: str, data: st.DataObject) ->
     assert out.ids.index("A") < out.ids.index("B")
 
 
-@pytest.mark.parametrize("name", ["tensor", "rrf"])
 @PROPERTY
 @given(lists=ranked_lists(min_lists=2))
-def test_rank_dominance(name: str, lists: list[RankedList]) -> None:
-    """If a's sorted rank vector is nowhere worse and somewhere better than b's, a is ahead."""
-    out = fuse(name, lists)
+def test_rrf_rank_dominance(lists: list[RankedList]) -> None:
+    """RRF: if a's sorted rank vector is nowhere worse and somewhere better than b's, a is ahead."""
+    out = fuse("rrf", lists)
     absent = max(len(rl) for rl in lists) + 1
     vectors = {
         i: sorted(np.where(row > 0, row, absent).tolist()) for i, row in zip(out.ids, out.rank_matrix, strict=True)
@@ -235,6 +240,52 @@ def test_rank_dominance(name: str, lists: list[RankedList]) -> None:
             assert position[a] < position[b]
 
 
+@pytest.mark.parametrize("name", ["tensor", "rrf"])
+@PROPERTY
+@given(lists=ranked_lists(min_lists=2))
+def test_modality_wise_dominance(name: str, lists: list[RankedList]) -> None:
+    """Found by every modality that found b, and ranked no worse by each, a is not behind b."""
+    out = fuse(name, lists)
+    position = {i: p for p, i in enumerate(out.ids)}
+    rows = dict(zip(out.ids, out.rank_matrix.tolist(), strict=True))
+    for a, b in itertools.permutations(out.ids, 2):
+        ra, rb = rows[a], rows[b]
+        pairs = list(zip(ra, rb, strict=True))
+        if all(y == 0 or 0 < x <= y for x, y in pairs) and ra != rb:
+            assert position[a] < position[b]
+
+
+@pytest.mark.parametrize("name", FUSER_NAMES)
+@PROPERTY
+@given(lists=ranked_lists(), seed=st.integers(0, 2**32 - 1))
+def test_order_within_tied_scores_carries_no_vote(name: str, lists: list[RankedList], seed: int) -> None:
+    """Reordering items of equal score inside a list changes no fused score and no reported rank."""
+    rng = random.Random(seed)
+    reordered = []
+    for rl in lists:
+        ids: list[str] = []
+        for _, group in itertools.groupby(zip(rl.ids, rl.scores, strict=True), key=lambda pair: pair[1]):
+            tied = [i for i, _ in group]
+            rng.shuffle(tied)
+            ids.extend(tied)
+        reordered.append(RankedList(rl.modality, ids, rl.scores))
+    a, b = fuse(name, lists), fuse(name, reordered)
+    assert dict(zip(a.ids, a.scores.tolist(), strict=True)) == dict(zip(b.ids, b.scores.tolist(), strict=True))
+    assert dict(zip(a.ids, a.ranks, strict=True)) == dict(zip(b.ids, b.ranks, strict=True))
+
+
+def test_tied_scores_share_the_best_rank() -> None:
+    assert competition_ranks(np.array([5.0, 5.0, 3.0, 3.0, 3.0, 1.0])).tolist() == [1, 1, 3, 3, 3, 6]
+    assert competition_ranks(np.empty(0)).tolist() == []
+    # Every post 0 km from the query place shares place rank 1; the tensor then orders them by
+    # the other modality, whatever order the place search listed them in.
+    place = RankedList("place", ["p3", "p2", "p1", "far"], [0.0, 0.0, 0.0, -40.0])
+    time = RankedList.from_ids("time", ["p1", "p2", "p3", "far"])
+    out = fuse("tensor", [place, time])
+    assert out.ids == ("p1", "p2", "p3", "far")
+    assert [r["place"] for r in out.ranks] == [1, 1, 1, 4]
+
+
 # --- definitions checked against naive re-implementations --------------------------------
 
 
@@ -243,7 +294,7 @@ def test_rank_dominance(name: str, lists: list[RankedList]) -> None:
 def test_rrf_matches_definition(lists: list[RankedList], c: float) -> None:
     out = fusers.create("rrf", rank_constant=c)(lists, 1000)
     for item, score in zip(out.ids, out.scores, strict=True):
-        expected = sum(1.0 / (c + rl.ids.index(item) + 1) for rl in lists if item in rl.ids)
+        expected = sum(1.0 / (c + rank(rl, item)) for rl in lists if item in rl.ids)
         assert score == pytest.approx(expected, rel=1e-12)
 
 
@@ -261,6 +312,21 @@ def test_combsum_combmnz_match_definition(name: str, lists: list[RankedList]) ->
                 total += 1.0 if hi == lo else (s - lo) / (hi - lo)
                 hits += 1
         assert score == pytest.approx(total * (hits if name == "combmnz" else 1), abs=1e-12)
+
+
+@PROPERTY
+@given(lists=ranked_lists(min_lists=2), c=st.floats(0, 100))
+def test_tensor_matches_definition(lists: list[RankedList], c: float) -> None:
+    """Each pair of lists is a surface of the items both ranked, walked by rank sum then best rank;
+    an item scores the sum of 1 / (c + its surface rank) over the surfaces it lies on."""
+    out = fusers.create("tensor", rank_constant=c)(lists, 1000)
+    expected = dict.fromkeys(out.ids, 0.0)
+    for a, b in itertools.combinations(lists, 2):
+        cells = {i: (rank(a, i) + rank(b, i), min(rank(a, i), rank(b, i))) for i in a.ids if i in b.ids}
+        for item, cell in cells.items():
+            expected[item] += 1.0 / (c + 1 + sum(other < cell for other in cells.values()))
+    for item, score in zip(out.ids, out.scores, strict=True):
+        assert score == pytest.approx(expected[item], rel=1e-12, abs=1e-15)
 
 
 def test_anti_diagonal_position_matches_a_walk_of_the_surface() -> None:
@@ -292,17 +358,17 @@ def test_tensor_handles_unequal_lengths_and_missing_modality() -> None:
     assert fuse("tensor", [visual]).ids == tuple(visual.ids)
 
 
-def test_worked_example_tensor_and_rrf_disagree() -> None:
-    # visual: a b x | text: a b y | social: z b w   (L = 3, missing -> virtual rank 4)
+def test_worked_example_tensor_and_rrf() -> None:
+    # visual: a b x | text: a b y | social: z b w
     #
-    # Tensor (surfaces visual-text, visual-social, text-social; position of cell (p, q) in the
-    # anti-diagonal walk is (d-1)(d-2)/2 + 2(min-1) + 1 with d = p + q):
-    #   a = (1, 1, 4): cell (1,1) -> 1, cell (1,4) twice -> d=5: 6+0+1 = 7  => 1 + 2/7 = 1.286
-    #   b = (2, 2, 2): cell (2,2) three times -> d=4: 3+2+1 = 6            => 3/6     = 0.500
-    #   z = (4, 4, 1): (4,4) -> d=8: 21+6+1 = 28, (4,1) twice -> 7          => 1/28 + 2/7 = 0.321
-    #   w, x, y: one rank 3 and two 4s -> (3,4) twice -> d=7: 15+4+1 = 20, (4,4) -> 28
-    #            => 2/20 + 1/28 = 0.136 each, tie broken by best rank (3 each) then id.
-    #   Tensor order: a, b, z, w, x, y.
+    # Surfaces (pairs of lists) hold the items both lists ranked, walked by anti-diagonal
+    # (rank sum), then by the better single rank:
+    #   visual-text:   a (1,1), b (2,2)         -> surface ranks a 1, b 2
+    #   visual-social: b (2,2)                  -> b 1
+    #   text-social:   b (2,2)                  -> b 1
+    #   z, w, x, y lie on no surface (one list each).
+    # Tensor (c = 60): a = 1/61 = 0.0164; b = 1/62 + 2/61 = 0.0489; z, w, x, y = 0, ordered by
+    #   best position (z 1; w, x, y 3), then id.   Tensor order: b, a, z, w, x, y.
     # RRF (c = 60): a = 2/61 = 0.0328, b = 3/62 = 0.0484, z = 1/61, w = x = y = 1/63.
     #   RRF order: b, a, z, w, x, y.
     lists = [
@@ -311,8 +377,10 @@ def test_worked_example_tensor_and_rrf_disagree() -> None:
         RankedList.from_ids("social", ["z", "b", "w"]),
     ]
     tensor, rrf = fuse("tensor", lists), fuse("rrf", lists)
-    assert tensor.ids == ("a", "b", "z", "w", "x", "y")
+    assert tensor.ids == ("b", "a", "z", "w", "x", "y")
     assert rrf.ids == ("b", "a", "z", "w", "x", "y")
-    assert tensor.scores[0] == pytest.approx(1 + 2 / 7)
+    assert tensor.scores[0] == pytest.approx(1 / 62 + 2 / 61)
+    assert tensor.scores[1] == pytest.approx(1 / 61)
+    assert tensor.scores[2] == 0.0
     assert rrf.scores[0] == pytest.approx(3 / 62)
-    assert tensor.to_records()[0] == {"id": "a", "score": tensor.scores[0], "ranks": {"text": 1, "visual": 1}}
+    assert tensor.to_records()[1] == {"id": "a", "score": tensor.scores[1], "ranks": {"text": 1, "visual": 1}}

@@ -17,6 +17,7 @@ from eofusion.fusion.base import (
     RankedList,
     ScoreFuser,
     UnknownFuserError,
+    competition_ranks,
     fusers,
 )
 from eofusion.fusion.baselines import CombMNZFuser, CombSUMFuser, RRFFuser
@@ -35,5 +36,6 @@ __all__ = [
     "ScoreFuser",
     "TensorFuser",
     "UnknownFuserError",
+    "competition_ranks",
     "fusers",
 ]

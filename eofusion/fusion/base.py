@@ -10,14 +10,18 @@ Everything here is pure: numpy in, numpy out, no I/O.
 
 Conventions shared by all built-in fusers:
 
-* Ranks are 1-based (rank 1 is the best item of a list).
+* Ranks are 1-based (rank 1 is the best item of a list) and follow the scores: items with equal
+  scores in a list share a rank, the best of their positions (competition ranking, "1224"). A
+  modality that cannot tell items apart (every post at the same gazetteer place, retweets with
+  the same text) then casts the same vote for them, instead of whatever order its query engine
+  happened to return them in.
 * Scores of a :class:`RankedList` are "higher is better" and given best first; a modality that
   produces distances must negate them.
 * Input lists are put in a canonical order (sorted by modality name) and per-item contributions
   are summed in sorted order, so the result does not depend on the order of the input lists,
   bit for bit.
-* Ties in the fused score are broken by the item's best rank in any list, then by item id, so
-  the output is deterministic and fusing a single list returns exactly that list.
+* Ties in the fused score are broken by the item's best position in any list, then by item id,
+  so the output is deterministic and fusing a single list returns exactly that list.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ __all__ = [
     "RankedList",
     "ScoreFuser",
     "UnknownFuserError",
+    "competition_ranks",
     "fusers",
 ]
 
@@ -127,8 +132,8 @@ class FusedRanking:
         ids: Item ids, best first.
         scores: Fused score of each item (higher is better, non-increasing).
         modalities: Modality names, in the (sorted) order of the columns of ``rank_matrix``.
-        rank_matrix: ``(len(ids), len(modalities))`` 1-based rank of each item in each modality,
-            ``0`` where the item is absent from that modality's list.
+        rank_matrix: ``(len(ids), len(modalities))`` 1-based rank of each item in each modality
+            (tied scores share the best rank), ``0`` where the item is absent from that list.
         fuser: Name of the fuser that produced the ranking.
     """
 
@@ -190,9 +195,12 @@ class Candidates:
     Attributes:
         ids: Unique item ids, sorted (the row index therefore is also the id tie-break order).
         modalities: Modality names, sorted.
-        ranks: ``(n, M)`` 1-based ranks, ``0`` where absent.
+        ranks: ``(n, M)`` 1-based ranks, ``0`` where absent; items with equal scores in a list
+            share the best of their positions.
         scores: ``(n, M)`` original scores, NaN where absent.
         lengths: ``(M,)`` length of each list.
+        positions: ``(n, M)`` 1-based positions in each list as given, ``0`` where absent; equal
+            to ``ranks`` where a list has no tied scores. Used only to break fused ties.
     """
 
     ids: npt.NDArray[np.str_]
@@ -200,6 +208,7 @@ class Candidates:
     ranks: IntArray
     scores: FloatArray
     lengths: IntArray
+    positions: IntArray
 
     @property
     def present(self) -> npt.NDArray[np.bool_]:
@@ -231,11 +240,28 @@ class Candidates:
         ids, row = np.unique(flat_ids, return_inverse=True)
         col = np.repeat(np.arange(n_mod), lengths)
         pos = np.concatenate([np.arange(1, n + 1) for n in lengths] or [np.empty(0, np.int64)])
+        tied = np.concatenate([competition_ranks(rl.scores) for rl in ordered] or [np.empty(0, np.int64)])
+        positions = np.zeros((ids.shape[0], n_mod), dtype=np.int64)
+        positions[row, col] = pos
         ranks = np.zeros((ids.shape[0], n_mod), dtype=np.int64)
-        ranks[row, col] = pos
+        ranks[row, col] = tied
         scores = np.full((ids.shape[0], n_mod), np.nan, dtype=np.float64)
         scores[row, col] = flat_scores
-        return cls(ids=ids, modalities=modalities, ranks=ranks, scores=scores, lengths=lengths)
+        return cls(ids=ids, modalities=modalities, ranks=ranks, scores=scores, lengths=lengths,
+                   positions=positions)
+
+
+def competition_ranks(scores: FloatArray) -> IntArray:
+    """1-based ranks of non-increasing scores, equal scores sharing the best rank ("1224").
+
+    Args:
+        scores: Scores, best first (non-increasing).
+
+    Returns:
+        ``1 +`` the number of strictly better scores, for every entry.
+    """
+    negated = -np.asarray(scores, dtype=np.float64)  # non-decreasing, so searchsorted applies
+    return np.searchsorted(negated, negated, side="left").astype(np.int64) + 1
 
 
 class FuserMetadata(BaseModel):
@@ -318,10 +344,10 @@ class ScoreFuser(Fuser):
             )
         scores = np.asarray(self.score(cand), dtype=np.float64)
         # Items absent everywhere cannot occur (every candidate comes from some list), so the
-        # sentinel only has to exceed every real rank.
-        best_rank = np.where(cand.present, cand.ranks, np.iinfo(np.int64).max).min(axis=1)
-        # lexsort: last key is primary -> score desc, then best rank asc, then id (row) asc.
-        order = np.lexsort((np.arange(n), best_rank, -scores))[:k]
+        # sentinel only has to exceed every real position.
+        best_position = np.where(cand.present, cand.positions, np.iinfo(np.int64).max).min(axis=1)
+        # lexsort: last key is primary -> score desc, then best position asc, then id (row) asc.
+        order = np.lexsort((np.arange(n), best_position, -scores))[:k]
         return FusedRanking(
             ids=tuple(str(i) for i in cand.ids[order]),
             scores=scores[order],
