@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import psycopg
+from pgvector.psycopg import register_vector
 
 from deploy.cluster import EmbeddedCluster
 from eofusion.config import Settings
@@ -47,3 +48,13 @@ def url_parts(url: str) -> dict[str, str]:
         "port": str(u.port or 5432),
         "dbname": (u.path or "/").lstrip("/") or "postgres",
     }
+
+
+def use_vectors(conn: psycopg.Connection) -> None:
+    """Let ``conn`` send and read pgvector values; registers the types once per connection.
+
+    ``pgvector.psycopg.register_vector`` looks the types up in the database on every call: a round trip
+    a pooled connection would pay again on every search.
+    """
+    if conn.adapters.types.get("vector") is None:
+        register_vector(conn)

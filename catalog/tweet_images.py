@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
-from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
-from catalog.db import connect
+from catalog.db import connect, use_vectors
 from eofusion.fusion.base import RankedList
 from eofusion.social.image import (
     ImageError,
@@ -70,7 +69,7 @@ class StoredImage:
 
 def store_images(conn: psycopg.Connection, collection: str, images: Sequence[StoredImage], model: str) -> int:
     """Insert or replace photos of stored posts (the caller commits)."""
-    register_vector(conn)
+    use_vectors(conn)
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO eofusion.tweet_images (collection, tweet_id, idx, source, sha256, width, height, model, "
@@ -86,7 +85,7 @@ def store_images(conn: psycopg.Connection, collection: str, images: Sequence[Sto
 
 def _ranked(conn: psycopg.Connection, modality: str, column: str, collection: str, vector: NDArray[np.float32],
             n: int, ef_search: int) -> RankedList:
-    register_vector(conn)
+    use_vectors(conn)
     q = np.asarray(vector, dtype=np.float32)
     with conn.transaction():
         # pgvector caps ef_search at 1000; the iterative scan still returns deeper lists.
@@ -116,7 +115,7 @@ def concepts(conn: psycopg.Connection, collection: str, vector: NDArray[np.float
 def post_vectors(conn: psycopg.Connection, collection: str, tweet_id: str
                  ) -> tuple[NDArray[np.float32], NDArray[np.float32]] | None:
     """(features, concepts) of a stored post's first photo, or None when it has none."""
-    register_vector(conn)
+    use_vectors(conn)
     row = conn.execute("SELECT features, concepts FROM eofusion.tweet_images WHERE collection = %s AND tweet_id = %s "
                        "ORDER BY idx LIMIT 1", (collection, tweet_id)).fetchone()
     if row is None:

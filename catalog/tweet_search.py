@@ -7,15 +7,18 @@ query lacks (no time, no place, no text) is simply not run.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
-from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from catalog.db import use_vectors
 from eofusion.fusion.base import RankedList
 
 
@@ -119,7 +122,7 @@ def text(conn: psycopg.Connection, collection: str, query: str, n: int,
 def embedding(conn: psycopg.Connection, collection: str, vector: NDArray[np.float32], n: int,
               ef_search: int = 100) -> RankedList:
     """Nearest tweets by cosine similarity of the text embeddings (HNSW)."""
-    register_vector(conn)
+    use_vectors(conn)
     with conn.transaction():
         # pgvector caps ef_search at 1000; the iterative scan still returns deeper lists.
         conn.execute(f"SET LOCAL hnsw.ef_search = {min(1000, max(ef_search, n))}")
@@ -198,7 +201,7 @@ def store_embeddings(conn: psycopg.Connection, collection: str, ids: list[str], 
             "SELECT EXISTS (SELECT 1 FROM eofusion.tweets WHERE collection = %s AND embedding IS NOT NULL)",
             (collection,)).fetchone() == (True,):
         raise EmbedderMismatchError(f"collection {collection!r} is embedded by {recorded!r}, not {model!r}")
-    register_vector(conn)
+    use_vectors(conn)
     with conn.cursor() as cur:
         cur.executemany("UPDATE eofusion.tweets SET embedding = %s WHERE collection = %s AND id = %s",
                         [(v, collection, i) for i, v in zip(ids, vectors, strict=True)])
@@ -212,3 +215,40 @@ def without_embedding(conn: psycopg.Connection, collection: str, limit: int) -> 
     return [(r[0], r[1]) for r in conn.execute(
         "SELECT id, text FROM eofusion.tweets WHERE collection = %s AND embedding IS NULL ORDER BY id LIMIT %s",
         (collection, limit))]
+
+
+#: One modality's search, bound to its query: given a connection, its ranked list.
+Search = Callable[[psycopg.Connection], RankedList]
+
+
+def run_concurrently(searches: Sequence[Search],
+                     connection: Callable[[], AbstractContextManager[psycopg.Connection]]) -> list[RankedList]:
+    """Run the modalities' searches at once, each on a connection of its own.
+
+    The modalities are independent queries. One after another on one connection, a fused search
+    costs the sum of their times, and at a million posts the words modality alone is most of it.
+    Here each search runs in a thread on its own connection from ``connection`` (a pool): psycopg
+    releases the GIL while PostgreSQL works, so the searches overlap on the server's cores and the
+    fused search costs about its slowest modality. The caller must not hold a connection of the same
+    pool while it waits here, or a full pool could wait on itself.
+
+    Args:
+        searches: The searches, each taking a connection.
+        connection: Returns a context manager that yields a connection (and gives it back).
+
+    Returns:
+        The ranked lists, in the order of ``searches``.
+
+    Raises:
+        Exception: The first search's error (in the order given), once every search has ended.
+    """
+
+    def run(search: Search) -> RankedList:
+        with connection() as conn:
+            return search(conn)
+
+    if len(searches) < 2:
+        return [run(s) for s in searches]
+    with ThreadPoolExecutor(max_workers=len(searches), thread_name_prefix="eofusion-modality") as pool:
+        futures = [pool.submit(run, s) for s in searches]
+        return [f.result() for f in futures]

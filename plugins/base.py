@@ -42,7 +42,8 @@ def pooled_connection(url: str) -> AbstractContextManager[psycopg.Connection]:
     """
     with _CONNECTIONS_LOCK:
         if url not in _CONNECTIONS:
-            _CONNECTIONS[url] = ConnectionPool(url, min_size=1, max_size=4, open=True,
+            # Room for one late-fusion search's six modalities at once (tweet_search.run_concurrently).
+            _CONNECTIONS[url] = ConnectionPool(url, min_size=1, max_size=8, open=True,
                                                kwargs={"options": "-c search_path=eofusion,pgstac,public"})
         return _CONNECTIONS[url].connection()
 

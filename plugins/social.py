@@ -179,6 +179,30 @@ def _query_embedder(model: str) -> TextEmbedder:
                                     f"load (known: {', '.join(embedder_names())})") from None
 
 
+def _searches(collection: str, wanted: list[str], depth: int, text: str | None, qvec: NDArray[np.float32] | None,
+              model: str | None, when: datetime | None, lon: float | None, lat: float | None,
+              photo: tuple[NDArray[np.float32], NDArray[np.float32]] | None) -> list[tweet_search.Search]:
+    """The searches of the modalities the query has and the caller wants, each bound to its query."""
+    searches: list[tweet_search.Search] = []
+    if text and "text" in wanted:
+        searches.append(lambda c: tweet_search.text(c, collection, text, depth))
+    if text and "embedding" in wanted and model:
+        def embedding(c: Any) -> RankedList:
+            # A free-text query is embedded here, beside the other modalities' queries.
+            vec = qvec if qvec is not None else _query_embedder(model).embed([text])[0]
+            return tweet_search.embedding(c, collection, vec, depth)
+        searches.append(embedding)
+    if when is not None and "time" in wanted:
+        searches.append(lambda c: tweet_search.time(c, collection, when, depth))
+    if lon is not None and lat is not None and "place" in wanted:
+        searches.append(lambda c: tweet_search.place(c, collection, lon, lat, depth))
+    if photo is not None and "image" in wanted:
+        searches.append(lambda c: tweet_images.image(c, collection, photo[0], depth))
+    if photo is not None and "concepts" in wanted:
+        searches.append(lambda c: tweet_images.concepts(c, collection, photo[1], depth))
+    return searches
+
+
 class LateFusionSearchProcessor(EOFusionProcessor):
     """Per-modality top-N and a fused ranking."""
 
@@ -229,29 +253,17 @@ class LateFusionSearchProcessor(EOFusionProcessor):
                     qvec = np.asarray(row[4], dtype=np.float32)
                 if photo is None and {"image", "concepts"} & set(wanted):
                     photo = tweet_images.post_vectors(conn, collection, str(data["tweet"]))
-            if not (text or when or lon is not None or photo is not None):
-                raise InputError("give a post id, or at least one of text, datetime, lon/lat, image")
-            lists: list[RankedList] = []
-            if text and "text" in wanted:
-                lists.append(tweet_search.text(conn, collection, text, depth))
-            if text and "embedding" in wanted and model[0]:
-                if qvec is None:
-                    qvec = _query_embedder(model[0]).embed([text])[0]
-                lists.append(tweet_search.embedding(conn, collection, qvec, depth))
-            if when is not None and "time" in wanted:
-                lists.append(tweet_search.time(conn, collection, when, depth))
-            if lon is not None and lat is not None and "place" in wanted:
-                lists.append(tweet_search.place(conn, collection, lon, lat, depth))
-            if photo is not None and "image" in wanted:
-                lists.append(tweet_images.image(conn, collection, photo[0], depth))
-            if photo is not None and "concepts" in wanted:
-                lists.append(tweet_images.concepts(conn, collection, photo[1], depth))
-            lists = [lst for lst in lists if len(lst.ids)]
-            if not lists:
-                return "application/json", {"collection": collection, "method": method, "modalities": [],
-                                            "results": []}
-            fused = fusers.create(method)(lists, limit)
-            ids = list(fused.ids)
+        if not (text or when or lon is not None or photo is not None):
+            raise InputError("give a post id, or at least one of text, datetime, lon/lat, image")
+        searches = _searches(collection, wanted, depth, text, qvec, model[0], when, lon, lat, photo)
+        # Each modality on its own pooled connection, all at once (no connection is held meanwhile).
+        lists = [lst for lst in tweet_search.run_concurrently(searches, self.pooled) if len(lst.ids)]
+        if not lists:
+            return "application/json", {"collection": collection, "method": method, "modalities": [],
+                                        "results": []}
+        fused = fusers.create(method)(lists, limit)
+        ids = list(fused.ids)
+        with self.pooled() as conn:
             rows = {r[0]: r for r in conn.execute(
                 "SELECT id, text, datetime, ST_X(geometry), ST_Y(geometry), event, location_source "
                 "FROM eofusion.tweets WHERE collection = %s AND id = ANY(%s)", (collection, ids))}

@@ -3,9 +3,13 @@ indexes of migration 0012, and ingest with the embedding stage overlapped and de
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import numpy as np
+import psycopg
 import pytest
 
 from catalog import tweet_search
@@ -149,3 +153,60 @@ def test_time_and_place_use_the_per_collection_indexes(stored: dict, db_url: str
             "SELECT id FROM eofusion.tweets WHERE collection = %s AND geometry IS NOT NULL ORDER BY "
             "geometry <-> ST_SetSRID(ST_MakePoint(153.0, -27.5), 4326), id LIMIT 10", (COLLECTION,)).fetchall()
     assert set(near.ids) == {r[0] for r in exact}
+
+
+def _searches(when: datetime) -> list[tweet_search.Search]:
+    return [lambda c: tweet_search.text(c, COLLECTION, "flood warning Brisbane river", 50),
+            lambda c: tweet_search.time(c, COLLECTION, when, 50),
+            lambda c: tweet_search.place(c, COLLECTION, 153.0, -27.5, 50)]
+
+
+def test_modalities_run_at_once_on_their_own_connections(stored: dict, db_url: str) -> None:
+    """run_concurrently gives the sequential lists, in order, from searches that overlap on the server."""
+    when = datetime(2013, 1, 27, tzinfo=UTC)
+    with connect(db_url) as conn:
+        sequential = [search(conn) for search in _searches(when)]
+    # Every search waits at a barrier before its query: run one after another, the first would wait
+    # forever (BrokenBarrierError after the timeout). Each records its server process.
+    barrier = threading.Barrier(3, timeout=60)
+    backends: list[int] = []
+
+    def meeting(search: tweet_search.Search) -> tweet_search.Search:
+        def run(c: object) -> RankedList:
+            barrier.wait()
+            backends.append(c.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[attr-defined]
+            return search(c)  # type: ignore[arg-type]
+        return run
+
+    opened: list[int] = []
+
+    @contextlib.contextmanager
+    def connection() -> Iterator[object]:
+        with connect(db_url) as c:
+            opened.append(1)
+            yield c
+
+    lists = tweet_search.run_concurrently([meeting(s) for s in _searches(when)], connection)
+    assert [lst.modality for lst in lists] == ["text", "time", "place"]
+    for got, want in zip(lists, sequential, strict=True):
+        assert got.ids == want.ids and np.array_equal(got.scores, want.scores)
+        assert len(got.ids) == 50
+    assert len(set(backends)) == 3 and len(opened) == 3
+
+
+def test_a_failing_modality_fails_the_search_after_the_others_end(stored: dict, db_url: str) -> None:
+    finished: list[str] = []
+
+    def ok(c: object) -> RankedList:
+        out = tweet_search.time(c, COLLECTION, datetime(2013, 1, 27, tzinfo=UTC), 5)  # type: ignore[arg-type]
+        finished.append(out.modality)
+        return out
+
+    def broken(c: object) -> RankedList:
+        c.execute("SELECT no_such_column FROM eofusion.tweets")  # type: ignore[attr-defined]
+        raise AssertionError("unreachable")
+
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        tweet_search.run_concurrently([broken, ok], lambda: connect(db_url))
+    assert finished == ["time"]
+    assert tweet_search.run_concurrently([], lambda: connect(db_url)) == []
