@@ -16,12 +16,17 @@ min(R, depth), see ``eofusion.evaluation.late_fusion``), averaged over queries, 
 language and per event. Writes ``bench/results_late_fusion_eval.md``.
 
     .venv/bin/python bench/late_fusion_eval.py [--per-stratum 25] [--depth 100] [--fuse-depth 1000]
-        [--seed 2026] [--fusers "tensor rrf combsum combmnz"] [--keep-cluster]
+        [--seed 2026] [--fusers "tensor rrf combsum combmnz"] [--keep-cluster] [--other-events]
+
+``--other-events`` draws the queries from the twenty non-flood events instead (earthquakes, fires,
+typhoons, ...): the development split on which fusion designs are compared before they are
+reported on the flood queries.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -293,7 +298,9 @@ def report(cfg: EvalConfig, result: EvalResult, ingest_info: dict[str, Any] | No
     else:
         lines += [f"Ingest: the collection `{cfg.collection}` was already stored and embedded (reused).", ""]
     n = len(result.queries)
-    lines += [f"Protocol: {n} query posts drawn (seed {cfg.seed}) from the informative posts of the flood events, "
+    split = ("the flood events" if set(cfg.events) == set(FLOOD_EVENTS)
+             else f"{len(cfg.events)} events other than the floods (the development split)")
+    lines += [f"Protocol: {n} query posts drawn (seed {cfg.seed}) from the informative posts of {split}, "
               f"up to {cfg.per_stratum} per (event, language) stratum, strata with fewer than {cfg.min_stratum} "
               "candidates left out; language guessed from function words (`eofusion.evaluation.language`). "
               "A query searches every modality with its own text, stored embedding, time and resolved place "
@@ -341,6 +348,8 @@ def main() -> None:
     ap.add_argument("--collection", default=EvalConfig.collection)
     ap.add_argument("--keep-cluster", action="store_true", help="Leave the embedded cluster and its data in place")
     ap.add_argument("--output", type=Path, default=RESULTS)
+    ap.add_argument("--other-events", action="store_true",
+                    help="draw the queries from the non-flood events (the development split)")
     ap.add_argument("--embedder", default=DEFAULT_MODEL, choices=embedder_names(),
                     help="text embedder of the ingested collection")
     args = ap.parse_args()
@@ -363,6 +372,9 @@ def main() -> None:
             info = ingest(url, args.root, cfg.collection, embedder_name=args.embedder)
             print(json.dumps(info, indent=1))
         posts = load_posts(url, cfg.collection, LanguageGuesser())
+        if args.other_events:
+            others = tuple(sorted({p.post.event for p in posts.values()} - set(FLOOD_EVENTS)))
+            cfg = dataclasses.replace(cfg, events=others)
         result = evaluate(url, cfg, posts)
         command = ".venv/bin/python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT))
                                                   if Path(sys.argv[0]).is_absolute() else sys.argv[0],
