@@ -270,7 +270,9 @@ class LateFusionSearchProcessor(EOFusionProcessor):
             photos = tweet_images.post_images(conn, collection, ids)
         results = []
         for item, score, ranks in zip(ids, fused.scores.tolist(), fused.ranks, strict=True):
-            r = rows[item]
+            r = rows.get(item)
+            if r is None:  # deleted between the searches and this read
+                continue
             results.append({"id": item, "score": float(score), "ranks": ranks, "text": r[1],
                             "datetime": r[2].isoformat() if r[2] else None, "lon": r[3], "lat": r[4],
                             "event": r[5], "location_source": r[6], "images": photos.get(item, [])})
