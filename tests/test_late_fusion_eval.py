@@ -174,7 +174,7 @@ def test_queries_never_find_themselves(db_url: str, evaluated: Evaluated) -> Non
                 assert q.post.id not in lst.ids and len(lst) <= cfg.depth
 
 
-def test_fusion_beats_the_mean_single_modality(db_url: str,
+def test_tensor_fusion_beats_every_single_modality(db_url: str,
                                                evaluated: Evaluated) -> None:
     bench, cfg, posts = evaluated
     result = bench.evaluate(db_url, cfg, posts)
@@ -183,7 +183,8 @@ def test_fusion_beats_the_mean_single_modality(db_url: str,
     for name in cfg.fusers:
         m = table.mean(name)
         assert 0.0 <= m.precision_at_k <= 1.0 and 0.0 <= m.average_precision <= 1.0
-    assert table.mean("tensor").average_precision >= sum(singles) / len(singles)
+    # The goal, on this subset too: the tensor fusion above every single modality.
+    assert table.mean("tensor").average_precision > max(singles), (table.mean("tensor"), singles)
     # Every query is counted once per system and per its language group.
     n = len(result.queries)
     assert all(table.count(s) == n for s in (*bench.MODALITIES, *cfg.fusers))
