@@ -115,6 +115,26 @@ def test_a_small_budget_ranks_true_scores_and_keeps_the_best_posts(stored: dict,
         assert every_word <= set(ours.ids)
 
 
+def test_posts_holding_every_word_survive_a_cap_that_cuts_the_candidates(stored: dict, db_url: str) -> None:
+    """When the cap cuts the rarest-words candidates, the every-word branch still runs and adds its posts."""
+    cut = tweet_search.TextSearchConfig(candidate_budget=10**9, max_candidates=3, rounds=1)
+    checked = 0
+    for tweet in stored["tweets"][:400:20]:
+        with connect(db_url) as conn:
+            ours = tweet_search.text(conn, COLLECTION, tweet.text, 50, cut)
+            matching, every_word = conn.execute(
+                "SELECT count(*) FILTER (WHERE tsv @@ replace(plainto_tsquery('simple', %(q)s)::text, '&', '|')"
+                "::tsquery), array_agg(id) FILTER (WHERE tsv @@ plainto_tsquery('simple', %(q)s)) "
+                "FROM eofusion.tweets WHERE collection = %(c)s", {"q": tweet.text, "c": COLLECTION}).fetchone()
+        if matching <= 3 or not every_word:
+            continue
+        checked += 1
+        # All words chosen, so the first branch holds 3 posts matching any word; the second adds up to 3
+        # posts holding every word (the query post's own text among them).
+        assert len(set(ours.ids) & set(every_word)) == min(3, len(every_word))
+    assert checked >= 10
+
+
 def test_words_without_a_match_or_without_words(stored: dict, db_url: str) -> None:
     with connect(db_url) as conn:
         assert len(tweet_search.text(conn, COLLECTION, "zzqxv-unseen-word", 10).ids) == 0
