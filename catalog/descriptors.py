@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
-from pgvector.psycopg import register_vector
+
+from catalog.db import use_vectors
 
 KINDS = ("fused", "s1", "s2")
 
@@ -18,7 +19,7 @@ def upsert_descriptors(conn: psycopg.Connection, collection: str,
 
     Kinds not given for a row keep their stored value.
     """
-    register_vector(conn)
+    use_vectors(conn)
     for kind in {k for _, vecs in rows for k in vecs}:
         if kind not in KINDS:
             raise ValueError(f"unknown descriptor kind {kind!r}; known: {', '.join(KINDS)}")
@@ -48,7 +49,7 @@ def copy_descriptors(conn: psycopg.Connection, collection: str, item_ids: Sequen
             raise ValueError(f"unknown descriptor kind {kind!r}; known: {', '.join(KINDS)}")
         if len(vectors[kind]) != len(item_ids):
             raise ValueError(f"{len(vectors[kind])} {kind} vectors for {len(item_ids)} items")
-    register_vector(conn)
+    use_vectors(conn)
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS _descriptors_in (item_id text, fused vector, s1 vector, "
                  "s2 vector) ON COMMIT DROP")
     conn.execute("TRUNCATE _descriptors_in")

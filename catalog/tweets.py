@@ -16,7 +16,7 @@ import psycopg
 from numpy.typing import NDArray
 from psycopg.types.json import Jsonb
 
-from catalog.db import connect
+from catalog.db import connect, use_vectors
 
 
 @dataclass
@@ -172,9 +172,7 @@ def embed_and_store(conn: psycopg.Connection, collection: str, embedder: Any, ro
 
 def _stage(conn: psycopg.Connection, collection: str, model: str, ids: list[str], vectors: NDArray[np.float32]
            ) -> None:
-    from pgvector.psycopg import register_vector
-
-    register_vector(conn)
+    use_vectors(conn)
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO eofusion.tweet_reembedding (collection, id, model, embedding) "
                         "VALUES (%s, %s, %s, %s) ON CONFLICT (collection, id) DO UPDATE SET model = EXCLUDED.model, "
