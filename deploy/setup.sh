@@ -58,7 +58,8 @@ if [ ! -f "$vendor/leaflet.js" ] || [ ! -f "$vendor/leaflet.css" ] || [ ! -d "$v
 fi
 
 if [ "$mode" = demo ]; then
-  exec .venv/bin/eofusion demo --port "${EOFUSION_PORT:-8000}"
+  # Further arguments go to `eofusion demo` (e.g. --tweets PATH; or set EOFUSION_DEMO_TWEETS).
+  exec .venv/bin/eofusion demo --port "${EOFUSION_PORT:-8000}" "${@:2}"
 fi
 
 # 4. The OGC API Features test suite lives in its own environment: its pins clash with ours.

