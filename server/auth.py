@@ -13,6 +13,8 @@ from collections.abc import Callable, Collection
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from plugins.context import REQUEST_PRINCIPAL, principal_of
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EXECUTION = re.compile(r"^/ogc/processes/(?P<pid>[^/]+)/execution/?$")
 _SEARCH = re.compile(r"^/stac/search/?$")
@@ -48,23 +50,32 @@ class APIKeyMiddleware:
         self.keys = [k.encode() for k in keys]
         self.write_processes = write_processes
 
+    def _valid(self, key: str | None) -> bool:
+        return key is not None and any(hmac.compare_digest(key.encode(), k) for k in self.keys)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not is_write(scope["method"], scope["path"], self.write_processes()):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        key = _key_from_headers(headers)
-        if key is None or not self.keys or not any(hmac.compare_digest(key.encode(), k) for k in self.keys):
-            await _drain(receive)  # read the body so the connection stays usable for the client
-        if key is None:
-            await _deny(send, 401, "Unauthorized",
-                        "this request changes data: send an API key in the X-API-Key header "
-                        "(or Authorization: Bearer KEY)")
-            return
-        if not self.keys or not any(hmac.compare_digest(key.encode(), k) for k in self.keys):
-            await _deny(send, 403, "Forbidden", "the API key is not valid for writes on this server")
-            return
-        await self.app(scope, receive, send)
+        key = _key_from_headers(dict(scope["headers"]))
+        valid = self._valid(key)
+        if is_write(scope["method"], scope["path"], self.write_processes()):
+            if not valid:
+                await _drain(receive)  # read the body so the connection stays usable for the client
+            if key is None:
+                await _deny(send, 401, "Unauthorized",
+                            "this request changes data: send an API key in the X-API-Key header "
+                            "(or Authorization: Bearer KEY)")
+                return
+            if not valid:
+                await _deny(send, 403, "Forbidden", "the API key is not valid for writes on this server")
+                return
+        # Reads with a valid key run as that key's principal (its jobs, its results); others are anonymous.
+        token = REQUEST_PRINCIPAL.set(principal_of(key) if valid and key is not None else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            REQUEST_PRINCIPAL.reset(token)
 
 
 async def _drain(receive: Receive) -> None:
