@@ -39,3 +39,21 @@ class Busy(EOFusionError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+#: The HTTP status of each kind, the one map every front door (STAC, OGC, tiles, labels, pages) uses.
+STATUS_CODES: dict[type[EOFusionError], int] = {
+    InvalidInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Busy: 503,
+}
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status for ``exc``: its kind's (most specific class first), 500 for anything else."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]  # type: ignore[index]
+    return 500
