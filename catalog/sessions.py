@@ -7,6 +7,7 @@ the session id.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import uuid
 from collections.abc import Sequence
@@ -20,6 +21,10 @@ from numpy.typing import NDArray
 from psycopg.types.json import Jsonb
 
 from catalog.descriptors import KINDS
+from eofusion.active.round import Model, model_from_bytes, model_to_bytes
+from eofusion.errors import Conflict
+
+_LOG = logging.getLogger(__name__)
 
 
 class SessionError(ValueError):
@@ -65,8 +70,15 @@ def create_session(conn: psycopg.Connection, pool: str, descriptor: str, level: 
     return get_session(conn, sid)
 
 
-def get_session(conn: psycopg.Connection, session_id: uuid.UUID | str) -> Session:
+def get_session(conn: psycopg.Connection, session_id: uuid.UUID | str, lock: bool = False) -> Session:
     """A session with its feedback.
+
+    Args:
+        conn: Connection; with ``lock`` it must not be in autocommit mode.
+        session_id: The session.
+        lock: Lock the session's row until the caller's transaction ends, so that rounds of one session
+            run one after another: a second round waits here, then sees the first one's round number
+            and feedback (and numbers itself after them).
 
     Raises:
         SessionError: no such session.
@@ -75,6 +87,11 @@ def get_session(conn: psycopg.Connection, session_id: uuid.UUID | str) -> Sessio
         sid = uuid.UUID(str(session_id))
     except ValueError:
         raise SessionError(f"not a session id: {session_id!r}") from None
+    if lock:
+        # A statement of its own: the read below then takes a snapshot after the lock was granted, so it
+        # sees what the round that held the lock committed.
+        if conn.execute("SELECT 1 FROM eofusion.sessions WHERE id = %s FOR UPDATE", (sid,)).fetchone() is None:
+            raise SessionError(f"unknown session {session_id}")
     # One round trip: the session, its feedback (two aligned arrays) and its last round number.
     row = conn.execute(
         "SELECT s.id, s.pool, s.descriptor, s.level, s.parent_id, s.state, s.created_by, "
@@ -122,20 +139,42 @@ def add_feedback(conn: psycopg.Connection, session: Session, marks: Sequence[tup
     session.feedback.update(latest)
 
 
-def save_round(conn: psycopg.Connection, session: Session, round_no: int, model: bytes | None,
+def save_round(conn: psycopg.Connection, session: Session, round_no: int, model: Model | None,
                metrics: dict[str, Any]) -> None:
-    """Store a round's model and metrics."""
-    conn.execute("INSERT INTO eofusion.rounds (session_id, round, model, metrics) VALUES (%s, %s, %s, %s) "
-                 "ON CONFLICT (session_id, round) DO UPDATE SET model = EXCLUDED.model, metrics = EXCLUDED.metrics",
-                 (session.id, round_no, model, Jsonb(json.loads(json.dumps(metrics, default=float)))))
+    """Store a round's model (arrays and parameters, :func:`eofusion.active.round.model_to_bytes`) and metrics.
+
+    Raises:
+        Conflict: that round of the session is already stored (a concurrent round of the same session took
+            the number; rounds that lock their session, ``get_session(..., lock=True)``, never get here).
+    """
+    blob = model_to_bytes(model) if model is not None else None
+    row = conn.execute("INSERT INTO eofusion.rounds (session_id, round, model, metrics) VALUES (%s, %s, %s, %s) "
+                       "ON CONFLICT (session_id, round) DO NOTHING RETURNING round",
+                       (session.id, round_no, blob, Jsonb(json.loads(json.dumps(metrics, default=float))))
+                       ).fetchone()
+    if row is None:
+        raise Conflict(f"round {round_no} of session {session.id} was stored by another request meanwhile; "
+                       "run the round again")
     session.rounds = max(session.rounds, round_no)
 
 
-def latest_model(conn: psycopg.Connection, session: Session) -> tuple[int, bytes | None]:
-    """(round number, pickled model) of the last round; (0, None) before the first."""
+def latest_model(conn: psycopg.Connection, session: Session) -> tuple[int, Model | None]:
+    """(round number, model) of the last round; (0, None) before the first.
+
+    The model is None also when the stored one is not of the safe format (a pickle written by an older
+    version, which is never loaded): the next round fits a new one from the session's feedback.
+    """
     row = conn.execute("SELECT round, model FROM eofusion.rounds WHERE session_id = %s ORDER BY round DESC LIMIT 1",
                        (session.id,)).fetchone()
-    return (int(row[0]), bytes(row[1]) if row[1] is not None else None) if row else (0, None)
+    if row is None:
+        return 0, None
+    if row[1] is None:
+        return int(row[0]), None
+    try:
+        return int(row[0]), model_from_bytes(bytes(row[1]))
+    except ValueError as err:
+        _LOG.warning("session %s round %s: stored model ignored (%s)", session.id, row[0], err)
+        return int(row[0]), None
 
 
 def pool_version(conn: psycopg.Connection, pool: str, descriptor: str) -> tuple[int, str]:

@@ -7,7 +7,6 @@ cached per pool version in this process, so a round reads no descriptors from SQ
 
 from __future__ import annotations
 
-import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -153,10 +152,10 @@ def _quicklooks(conn: Any, pool: str, ids: list[str]) -> dict[str, str]:
 def _accepted_cells(conn: Any, url: str, parent: store.Session, config: RoundConfig) -> set[str]:
     """Cells a coarse session accepted: its positive marks and what its last model predicts positive."""
     positives = {i for i, pos in parent.feedback.items() if pos}
-    _, blob = store.latest_model(conn, parent)
-    if blob is not None:
+    _, model = store.latest_model(conn, parent)
+    if model is not None:
         pool = POOLS.get(conn, url, parent.pool, parent.descriptor, parent.level, config)
-        scores = score_pool(pickle.loads(blob), pool.prepared)
+        scores = score_pool(model, pool.prepared)
         positives |= {pool.ids[i] for i in np.flatnonzero(scores > 0)}
     return positives - {i for i, pos in parent.feedback.items() if not pos}
 
@@ -215,7 +214,7 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
             metrics = {**result.metrics.__dict__, "total_seconds": result.metrics.total_seconds,
                        "positives": len(pos), "negatives": len(neg),
                        "pool_size": int(allowed.size), "predicted_positive": int((result.scores > 0).sum())}
-            store.save_round(conn, session, round_no, pickle.dumps(result.model), metrics)
+            store.save_round(conn, session, round_no, result.model, metrics)
         return "application/json", {
             "session": str(session.id), "round": round_no, "pool": session.pool, "descriptor": session.descriptor,
             "level": session.level, "parent_session": str(session.parent_id) if session.parent_id else None,
@@ -224,7 +223,7 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
 
     def _session(self, conn: Any, data: dict[str, Any], user: Any) -> store.Session:
         if data.get("session"):
-            session = store.get_session(conn, str(data["session"]))
+            session = store.get_session(conn, str(data["session"]), lock=True)  # rounds of a session in turn
             if data.get("pool") and data["pool"] != session.pool:
                 raise InputError(f"session {session.id} works on pool {session.pool!r}, not {data['pool']!r}")
             return session
@@ -269,11 +268,11 @@ class AcceptAnnotationsProcessor(EOFusionProcessor):
             label = get_label(conn, label_path)
             if label is None:
                 raise InputError(f"label {label_path!r} is not in the catalogue (add it with create-label first)")
-            round_no, blob = store.latest_model(conn, session)
-            if blob is None:
+            round_no, model = store.latest_model(conn, session)
+            if model is None:
                 raise InputError(f"session {session.id} has no round yet: run active-learning-round first")
             pool = POOLS.get(conn, self.database_url, session.pool, session.descriptor, session.level, RoundConfig())
-            scores = score_pool(pickle.loads(blob), pool.prepared)
+            scores = score_pool(model, pool.prepared)
             chosen = {pool.ids[i]: float(scores[i]) for i in np.flatnonzero(scores > min_score)}
             for item, pos in session.feedback.items():
                 if pos:

@@ -36,7 +36,10 @@ chunk by chunk on the fly.
 
 from __future__ import annotations
 
+import io
+import json
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -60,6 +63,8 @@ __all__ = [
     "RoundResult",
     "feature_map_for",
     "fit_model",
+    "model_from_bytes",
+    "model_to_bytes",
     "prepare_pool",
     "run_round",
     "score_pool",
@@ -425,6 +430,93 @@ class NearestPositiveModel:
 
 
 Model = LinearModel | RbfModel | NearestPositiveModel
+
+
+#: Format tag of :func:`model_to_bytes`; a blob without it (an old pickle) is not a model of this format.
+MODEL_FORMAT = "eofusion-round-model/1"
+_MODEL_TYPES = {LinearModel: "linear", RbfModel: "rbf", NearestPositiveModel: "nearest-positive"}
+_MAP_KINDS: tuple[MapKind, ...] = ("identity", "sqrt", "chi2")
+
+
+def model_to_bytes(model: Model) -> bytes:
+    """A fitted model as an ``.npz`` archive: a JSON header (type, feature map, scalars) and float32 arrays.
+
+    Only numbers and plain parameters are written, so reading it back (:func:`model_from_bytes`) runs no
+    code: it is ``numpy.load(..., allow_pickle=False)`` and a JSON parse, unlike a pickle.
+
+    Args:
+        model: A model of :func:`fit_model`.
+
+    Returns:
+        The archive's bytes.
+    """
+    header: dict[str, Any] = {"format": MODEL_FORMAT, "type": _MODEL_TYPES[type(model)],
+                              "feature_map": {"kind": model.feature_map.kind,
+                                              "chi2_sample_steps": model.feature_map.chi2_sample_steps}}
+    arrays: dict[str, NDArray[Any]]
+    if isinstance(model, LinearModel):
+        header.update(bias=float(model.bias), n_support=int(model.n_support))
+        arrays = {"weights": model.weights}
+    elif isinstance(model, RbfModel):
+        header.update(bias=float(model.bias), gamma=float(model.gamma))
+        arrays = {"support_vectors": model.support_vectors, "dual_coef": model.dual_coef}
+    else:
+        arrays = {"prototypes": model.prototypes}
+    buf = io.BytesIO()
+    np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+             **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def _array(archive: Any, name: str, ndim: int) -> F32:
+    arr = np.asarray(archive[name])
+    if arr.ndim != ndim or not np.issubdtype(arr.dtype, np.floating) or not np.isfinite(arr).all():
+        raise ValueError(f"model array {name!r}: expected finite {ndim}-d floats, got {arr.dtype} {arr.shape}")
+    return arr.astype(np.float32)
+
+
+def _number(header: dict[str, Any], name: str) -> float:
+    value = header.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"model parameter {name!r}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def model_from_bytes(data: bytes) -> Model:
+    """Read a model written by :func:`model_to_bytes`; never unpickles.
+
+    Raises:
+        ValueError: Not such an archive (e.g. a pickle of an older version), or inconsistent contents.
+    """
+    if not data.startswith(b"PK\x03\x04"):
+        raise ValueError("not a stored round model (an .npz archive)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            header = json.loads(bytes(np.asarray(archive["header"], dtype=np.uint8)).decode())
+            if not isinstance(header, dict) or header.get("format") != MODEL_FORMAT:
+                raise ValueError("stored round model: not of format " + MODEL_FORMAT)
+            fm = header.get("feature_map")
+            steps = fm.get("chi2_sample_steps") if isinstance(fm, dict) else None
+            if not isinstance(fm, dict) or fm.get("kind") not in _MAP_KINDS or not isinstance(steps, int) \
+                    or isinstance(steps, bool) or not 1 <= steps <= 16:
+                raise ValueError(f"stored round model: bad feature map {fm!r}")
+            fmap = FeatureMap(kind=fm["kind"], chi2_sample_steps=steps)
+            kind = header.get("type")
+            if kind == "linear":
+                n_support = header.get("n_support")
+                if not isinstance(n_support, int) or isinstance(n_support, bool) or n_support < 0:
+                    raise ValueError(f"stored round model: bad n_support {n_support!r}")
+                return LinearModel(fmap, _array(archive, "weights", 1), _number(header, "bias"), n_support)
+            if kind == "rbf":
+                sv, coef = _array(archive, "support_vectors", 2), _array(archive, "dual_coef", 1)
+                if sv.shape[0] != coef.shape[0]:
+                    raise ValueError(f"stored round model: {sv.shape[0]} support vectors, {coef.shape[0]} coefficients")
+                return RbfModel(fmap, sv, coef, _number(header, "bias"), _number(header, "gamma"))
+            if kind == "nearest-positive":
+                return NearestPositiveModel(fmap, _array(archive, "prototypes", 2))
+            raise ValueError(f"stored round model: unknown type {kind!r}")
+    except (KeyError, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile) as err:
+        raise ValueError(f"stored round model is damaged: {err}") from err
 
 
 def score_pool(model: Model, pool: ArrayLike | PreparedPool, chunk_rows: int = 32768) -> F32:
