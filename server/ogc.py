@@ -20,6 +20,7 @@ import yaml
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.db import url_parts
+from eofusion.config import Limits
 from server.openapi_local import localise
 
 OGC_PREFIX = "/ogc"
@@ -122,8 +123,13 @@ def pygeoapi_config(public_url: str, database_url: str, files_dir: Path) -> dict
     }
 
 
-def build_ogc_app(public_url: str, database_url: str, work_dir: Path, files_dir: Path) -> ASGIApp:
-    """Write pygeoapi's configuration and OpenAPI document, then import its Starlette app."""
+def build_ogc_app(public_url: str, database_url: str, work_dir: Path, files_dir: Path,
+                  limits: Limits | None = None) -> ASGIApp:
+    """Write pygeoapi's configuration and OpenAPI document, then import its Starlette app.
+
+    Args:
+        limits: Request bounds (the largest ``offset`` of an items page); the defaults without it.
+    """
     from pygeoapi.openapi import get_oas
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +148,7 @@ def build_ogc_app(public_url: str, database_url: str, work_dir: Path, files_dir:
     os.environ["PYGEOAPI_OPENAPI"] = str(oas_file)
     name = "pygeoapi.starlette_app"
     module = importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
-    return ItemsQueryGuard(module.APP, layer_columns(database_url))
+    return ItemsQueryGuard(module.APP, layer_columns(database_url), limits or Limits())
 
 
 # Query parameters OGC API - Features (parts 1-3) and pygeoapi understand on /items.
@@ -167,31 +173,62 @@ def layer_columns(database_url: str) -> dict[str, frozenset[str]]:
 
 
 class ItemsQueryGuard:
-    """Answer 400 to unknown query parameters on ``/collections/{id}/items``.
+    """Answer 400 to query parameters of ``/collections/{id}/items`` that pygeoapi would mishandle.
 
-    OGC API - Features requires it (an unknown parameter is most often a typo that would
-    otherwise silently return unfiltered data); pygeoapi ignores them.
+    OGC API - Features requires a 400 for an unknown parameter (most often a typo that would
+    otherwise silently return unfiltered data); pygeoapi ignores them. It also fails with a 500 on
+    an empty ``sortby`` term and passes any ``offset`` to the database (a huge one overflows it, a
+    large one makes the database walk and drop that many rows), so both are checked here too.
     """
 
-    def __init__(self, app: ASGIApp, columns: dict[str, frozenset[str]]) -> None:
+    def __init__(self, app: ASGIApp, columns: dict[str, frozenset[str]], limits: Limits | None = None) -> None:
         self.app = app
         self.columns = columns
+        self.limits = limits or Limits()
+
+    def problem(self, collection: str, query: list[tuple[str, str]]) -> str | None:
+        """Why the items query of ``collection`` is refused, or None when pygeoapi may run it."""
+        names = {k for k, _ in query}
+        unknown = sorted(names - ITEMS_PARAMETERS - self.columns[collection])
+        if unknown:
+            return f"unknown query parameter(s): {', '.join(unknown)}"
+        for key, value in query:
+            if key == "sortby":
+                terms = [t.strip() for t in value.split(",")]
+                if any(t.lstrip("+-") == "" for t in terms):
+                    return f"sortby: {value!r} holds an empty term (expected e.g. 'datetime,-fid')"
+            elif key == "offset" and _is_ascii_int(value) and int(value) > self.limits.page_offset:
+                return f"offset: {value} is beyond the largest offset ({self.limits.page_offset})"
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] in ("GET", "POST"):
             m = _ITEMS_PATH.match(_sub_path(scope))
             if m and m.group("cid") in self.columns:
-                names = {k for k, _ in parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                                                  keep_blank_values=True)}
-                unknown = sorted(names - ITEMS_PARAMETERS - self.columns[m.group("cid")])
-                if unknown:
-                    body = json.dumps({"code": "InvalidParameterValue",
-                                       "description": f"unknown query parameter(s): {', '.join(unknown)}"}).encode()
-                    await send({"type": "http.response.start", "status": 400,
-                                "headers": [(b"content-type", b"application/json")]})
-                    await send({"type": "http.response.body", "body": body})
-                    return
+                if scope["method"] == "POST" and not any(k.lower() == b"content-type" for k, _ in scope["headers"]):
+                    # pygeoapi answers such a POST with nothing at all (a 500).
+                    return await _refuse(send, 415, "a POST to items searches with a CQL2 JSON body: send it "
+                                                    "with Content-Type: application/json")
+                query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+                problem = self.problem(m.group("cid"), query)
+                if problem:
+                    return await _refuse(send, 400, problem)
         await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, status: int, description: str) -> None:
+    # pygeoapi's exception shape: the OGC exception code, also as "type".
+    body = json.dumps({"code": "InvalidParameterValue", "type": "InvalidParameterValue",
+                       "description": description}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _is_ascii_int(value: str) -> bool:
+    # str.isdigit() also holds for '²' and other digits int() refuses.
+    text = value.strip()
+    return text.isascii() and text.isdigit()
 
 
 def _sub_path(scope: Scope) -> str:
