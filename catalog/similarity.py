@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from eofusion.errors import InvalidInput
 from eofusion.pipeline.scene import DESCRIPTOR_DIMS
 
 #: Below this many rows passing the filter, rank them exactly (recall 1). On 1M descriptors (bench/similarity.py)
@@ -56,8 +57,12 @@ NEGATIVE_WEIGHT = 0.25
 TUNED_APPLICATION = "eofusion-similarity"
 
 
-class SimilarityError(ValueError):
+class SimilarityError(InvalidInput):
     """A similarity request that cannot be answered (bad vector, unknown item, no descriptor)."""
+
+
+class UnknownItem(SimilarityError):
+    """A reference item that does not exist (the ``/similar`` route of an item answers it with 404)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ def _literal(vec: np.ndarray) -> str:
 
 async def _missing(conn: Any, collection: str, item_id: str) -> SimilarityError:
     exists = await conn.fetchval("SELECT 1 FROM pgstac.items WHERE collection = $1 AND id = $2", collection, item_id)
-    what = "has no descriptors" if exists else "does not exist"
-    return SimilarityError(f"item {item_id!r} of collection {collection!r} {what}")
+    if not exists:
+        return UnknownItem(f"item {item_id!r} of collection {collection!r} does not exist")
+    return SimilarityError(f"item {item_id!r} of collection {collection!r} has no descriptors")
 
 
 async def _item_vector(conn: Any, kind: str, collection: str, item_id: str) -> np.ndarray:
@@ -87,6 +93,50 @@ async def _item_vector(conn: Any, kind: str, collection: str, item_id: str) -> n
     if row["v"] is None:
         raise SimilarityError(f"item {item_id!r} of collection {collection!r} has no {kind!r} descriptor")
     return np.asarray(json.loads(row["v"]), dtype=np.float64)
+
+
+async def item_vectors(conn: Any, kind: str, refs: list[tuple[str, str]]) -> list[np.ndarray]:
+    """The ``kind`` descriptors of items, in the order of ``refs``, fetched in one query.
+
+    Args:
+        conn: asyncpg connection.
+        kind: ``fused``, ``s1`` or ``s2``.
+        refs: ``(collection, item id)`` pairs; repeated pairs get the same vector.
+
+    Raises:
+        SimilarityError: an item that does not exist (:class:`UnknownItem`), has no descriptors or not this one
+            (the first such item of ``refs`` is named).
+    """
+    if not refs:
+        return []
+    unique = list(dict.fromkeys(refs))
+    rows = await conn.fetch(f"SELECT d.collection, d.item_id, d.{kind}::text AS v FROM eofusion.descriptors d "
+                            "JOIN unnest($1::text[], $2::text[]) AS r(collection, item_id) "
+                            "ON d.collection = r.collection AND d.item_id = r.item_id",
+                            [c for c, _ in unique], [i for _, i in unique])
+    found = {(r["collection"], r["item_id"]): r["v"] for r in rows}
+    for ref in refs:
+        if ref not in found:
+            raise await _missing(conn, *ref)
+        if found[ref] is None:
+            raise SimilarityError(f"item {ref[1]!r} of collection {ref[0]!r} has no {kind!r} descriptor")
+    vectors = {ref: np.asarray(json.loads(v), dtype=np.float64) for ref, v in found.items()}
+    return [vectors[ref] for ref in refs]
+
+
+def check_vector(kind: str, vector: list[float]) -> np.ndarray:
+    """A raw query vector as an array, if it has the dimension of ``kind`` and finite values.
+
+    Raises:
+        SimilarityError: wrong dimension or a non-finite value.
+    """
+    dim = DESCRIPTOR_DIMS[kind]
+    vec = np.asarray(vector, dtype=np.float64)
+    if vec.ndim != 1 or vec.size != dim:
+        raise SimilarityError(f"a {kind!r} vector has {dim} values, got {vec.size}")
+    if not np.all(np.isfinite(vec)):
+        raise SimilarityError("the vector holds non-finite values")
+    return vec
 
 
 async def default_kind(conn: Any, collection: str, item_id: str) -> str:
@@ -104,20 +154,16 @@ async def query_vector(conn: Any, kind: str, spec: dict[str, Any]) -> np.ndarray
     Raises:
         SimilarityError: wrong dimension, unknown item, or an item without that descriptor.
     """
-    dim = DESCRIPTOR_DIMS[kind]
     if spec.get("vector") is not None:
-        vec = np.asarray(spec["vector"], dtype=np.float64)
-        if vec.ndim != 1 or vec.size != dim:
-            raise SimilarityError(f"a {kind!r} vector has {dim} values, got {vec.size}")
-        if not np.all(np.isfinite(vec)):
-            raise SimilarityError("the vector holds non-finite values")
-        return vec
+        return check_vector(kind, spec["vector"])
     if spec.get("item") is not None:
         return await _item_vector(conn, kind, spec["collection"], spec["item"])
-    pos = [await _item_vector(conn, kind, r["collection"], r["item"]) for r in spec.get("positive") or []]
-    neg = [await _item_vector(conn, kind, r["collection"], r["item"]) for r in spec.get("negative") or []]
-    if not pos:
+    positive = [(r["collection"], r["item"]) for r in spec.get("positive") or []]
+    negative = [(r["collection"], r["item"]) for r in spec.get("negative") or []]
+    if not positive:
         raise SimilarityError("similar_to needs an item, a vector or at least one positive item")
+    vectors = await item_vectors(conn, kind, positive + negative)  # one query for both lists
+    pos, neg = vectors[:len(positive)], vectors[len(positive):]
     q = np.mean(pos, axis=0)
     if neg:
         q = q - NEGATIVE_WEIGHT * np.mean(neg, axis=0)

@@ -31,8 +31,9 @@ from eofusion.config import Settings
 from plugins.base import WRITE_PROCESSES
 from server import annotate, pages
 from server.auth import APIKeyMiddleware
-from server.errors import BBoxGuard, install_error_handlers
+from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers
 from server.labels_api import labels_router
+from server.limits import BodyLimit
 from server.ogc import OGC_PREFIX, build_ogc_app
 from server.similarity import SimilarityExtension
 from server.stac_client import EOFusionCoreClient
@@ -138,5 +139,8 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     app.mount(OGC_PREFIX, build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc", files_dir))
     app.add_middleware(PrefixRootAlias, prefixes=(OGC_PREFIX,))
     app.add_middleware(BBoxGuard)
+    app.add_middleware(JsonBodyGuard)
+    # Inside the key check: a keyed item write may send a larger body (limits.bulk_body_bytes).
+    app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, write_processes=lambda: WRITE_PROCESSES)
     return app

@@ -1,15 +1,75 @@
-"""Clear 4xx answers for bad input, in the STAC API's error shape ``{code, description}``."""
+"""One error model for the top-level app (STAC, tiles, labels, pages): the STAC API's shape ``{code, description}``.
+
+The status of each of the project's own errors comes from :func:`eofusion.errors.status_of` (the one map); this
+module only writes the answers. Client mistakes get a 4xx naming what was wrong; a real bug gets a 500 whose body
+and log line carry the request's id (:class:`RequestIds`, the outermost layer, which also keeps the connection
+usable after a 500). :class:`BBoxGuard` and :class:`JsonBodyGuard` reject STAC input that stac-fastapi or pgstac
+would otherwise fail on with a 500.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
+from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from eofusion.errors import Busy, EOFusionError, status_of
+from plugins.context import REQUEST_ID
+
+log = logging.getLogger("eofusion.server")
+
+#: The ``code`` of an error body, by HTTP status (stac-fastapi names its 404 ``NotFoundError``).
+ERROR_CODES: dict[int, str] = {
+    400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFoundError", 405: "MethodNotAllowed",
+    406: "NotAcceptable", 409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+    422: "UnprocessableEntity", 424: "FailedDependency", 429: "TooManyRequests", 500: "InternalServerError",
+    503: "ServiceUnavailable",
+}
+#: A client's ``X-Request-ID`` is kept when it looks like an id (else a fresh one is made): it goes into logs.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def error_body(status: int, description: str, **extra: Any) -> dict[str, Any]:
+    """The JSON error body: ``code`` (from the status), ``description``, and any extra members."""
+    return {"code": ERROR_CODES.get(status, "Error"), "description": description, **extra}
+
+
+def error_response(status: int, description: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    """A JSON error answer in the STAC shape."""
+    return JSONResponse(error_body(status, description, **extra), status_code=status, headers=headers)
+
+
+def error_of(exc: EOFusionError) -> JSONResponse:
+    """The answer for one of the project's own errors: its status, its message, ``Retry-After`` when busy."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    return error_response(status_of(exc), str(exc), headers)
+
+
+async def send_error(send: Send, status: int, description: str, headers: list[tuple[bytes, bytes]] | None = None,
+                     **extra: Any) -> None:
+    """Send a complete JSON error answer from a pure ASGI middleware."""
+    body = json.dumps(error_body(status, description, **extra)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def internal_error_description(request_id: str | None) -> str:
+    """What a 500 says: no detail of the fault, the id under which the server logged it."""
+    return f"internal server error (request id {request_id}); the server logged the details under this id"
 
 
 def _describe(err: RequestValidationError) -> str:
@@ -23,25 +83,107 @@ def _describe(err: RequestValidationError) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer validation failures with 400 and a readable description."""
+    """Answer every error raised below the routes in the STAC error shape, with the one status map.
+
+    Also installs :class:`RequestIds` as the outermost layer (see :func:`install_outermost`).
+    """
+
+    @app.exception_handler(EOFusionError)
+    async def eofusion_error(request: Request, exc: EOFusionError) -> JSONResponse:
+        return error_of(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"code": "BadRequest", "description": _describe(exc)}, status_code=400)
+        return error_response(400, _describe(exc))
 
     @app.exception_handler(asyncpg.exceptions.RaiseError)
     @app.exception_handler(asyncpg.exceptions.DataError)
     async def query_error(request: Request, exc: Exception) -> JSONResponse:
         # pgstac raises these for queries it cannot run (unknown CQL2 operator, bad value type):
         # the client's input, not a server fault.
-        return JSONResponse({"code": "BadRequest", "description": f"invalid query: {exc}"}, status_code=400)
+        return error_response(400, f"invalid query: {exc}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFoundError",
-                409: "Conflict"}.get(exc.status_code, "Error")
-        return JSONResponse({"code": code, "description": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    # stac-fastapi's own client errors (NotFoundError...), in the same shape, without logging a traceback for each.
+    for cls, status in DEFAULT_STATUS_CODES.items():
+        if status < 500:
+            app.add_exception_handler(cls, _client_error(status))
+
+    @app.exception_handler(ResponseValidationError)
+    async def invalid_answer(request: Request, exc: ResponseValidationError) -> JSONResponse:
+        # Our own answer broke its model: a bug, handled (so not re-raised), hence logged here.
+        rid = REQUEST_ID.get()
+        log.error("request %s failed: %s %s", rid, request.method, request.url.path, exc_info=exc)
+        return error_response(500, internal_error_description(rid), request_id=rid)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's ServerErrorMiddleware answers with this, then re-raises: RequestIds logs the traceback.
+        rid = REQUEST_ID.get()
+        return error_response(500, internal_error_description(rid), request_id=rid)
+
+    install_outermost(app, RequestIds)
+
+
+def _client_error(status: int) -> Callable[[Request, Exception], Any]:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(status, str(exc))
+    return handler
+
+
+def install_outermost(app: FastAPI, middleware: Callable[[ASGIApp], ASGIApp]) -> None:
+    """Wrap ``middleware`` around the app's whole stack, Starlette's ServerErrorMiddleware included.
+
+    ``add_middleware`` cannot: Starlette always puts ServerErrorMiddleware outside the user's middleware, and it
+    re-raises every exception after answering, which makes uvicorn log it and close the keep-alive connection.
+    """
+    build = app.build_middleware_stack
+
+    def build_wrapped() -> ASGIApp:
+        return middleware(build())
+
+    app.build_middleware_stack = build_wrapped  # type: ignore[method-assign]
+
+
+class RequestIds:
+    """Give each request an id (``X-Request-ID``, :data:`plugins.context.REQUEST_ID`) and end every failure here.
+
+    An exception escaping the app is logged with its traceback and the request id, and answered with a complete
+    500 if no answer has started; it is not re-raised, so uvicorn keeps the connection open for the client's next
+    request. An answer cut off half way cannot be mended: uvicorn then closes the connection, the only honest end.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if _CLIENT_ID.match(incoming) else uuid.uuid4().hex
+        token = REQUEST_ID.set(rid)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.error("request %s failed: %s %s", rid, scope.get("method"), scope.get("path"), exc_info=exc)
+            if not started:
+                await send_error(send_with_id, 500, internal_error_description(rid), request_id=rid)
+        finally:
+            REQUEST_ID.reset(token)
 
 
 class BBoxGuard:
@@ -58,10 +200,7 @@ class BBoxGuard:
             for raw in qs.get("bbox", []):
                 problem = bbox_problem(raw.split(","))
                 if problem:
-                    body = json.dumps({"code": "BadRequest", "description": problem}).encode()
-                    await send({"type": "http.response.start", "status": 400,
-                                "headers": [(b"content-type", b"application/json")]})
-                    await send({"type": "http.response.body", "body": body})
+                    await send_error(send, 400, problem)
                     return
         await self.app(scope, receive, send)
 
@@ -82,3 +221,49 @@ def bbox_problem(values: list[str] | list[float]) -> str | None:
     if s > n:
         return f"bbox south ({s}) is north of its north ({n})"
     return None
+
+
+_JSON_SPACE = b" \t\r\n"
+
+
+class JsonBodyGuard:
+    """STAC bodies must be JSON objects (a PATCH may also be a JSON Patch array).
+
+    stac-pydantic's validators call ``.get`` on whatever the body is and stac-fastapi's transactions take an empty
+    body for ``None``: both fail with a 500. Only the first non-blank byte is looked at; the bytes read for it are
+    handed on to the app unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str = "/stac/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method", "")
+        if scope["type"] != "http" or method not in ("POST", "PUT", "PATCH") or \
+                not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        read: list[Message] = []
+        first = b""
+        while True:
+            message = await receive()
+            read.append(message)
+            if message["type"] != "http.request":
+                break  # the client left: let the app see it
+            first = message.get("body", b"").lstrip(_JSON_SPACE)[:1]
+            if first or not message.get("more_body", False):
+                break
+        if read[-1]["type"] == "http.request":
+            allowed = b"{[" if method == "PATCH" else b"{"
+            if not first:
+                await send_error(send, 400, f"{method} {scope['path']} needs a JSON object body")
+                return
+            if first not in allowed:
+                await send_error(send, 400, f"the body of {method} {scope['path']} must be a JSON object")
+                return
+
+        async def replay() -> Message:
+            return read.pop(0) if read else await receive()
+
+        await self.app(scope, replay, send)

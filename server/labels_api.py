@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from catalog import labels
 from catalog.db import connect
+from eofusion.errors import Conflict, InvalidInput, NotFound
 
 
 class NewLabel(BaseModel):
@@ -27,7 +28,7 @@ def labels_router(database_url: str) -> APIRouter:
     def _list(level: int | None, parent: str | None) -> list[dict[str, Any]]:
         with connect(database_url) as conn:
             if parent is not None and labels.get_label(conn, parent) is None:
-                raise HTTPException(404, f"unknown level-1 class {parent!r}")
+                raise NotFound(f"unknown level-1 class {parent!r}")
             return [lab.to_dict() for lab in labels.list_labels(conn, level=level, parent=parent)]
 
     def _create(body: NewLabel) -> dict[str, Any]:
@@ -35,7 +36,8 @@ def labels_router(database_url: str) -> APIRouter:
             try:
                 label = labels.create_label(conn, body.parent, body.name, body.description)
             except labels.LabelError as err:
-                raise HTTPException(409 if "exists" in str(err) else 400, str(err)) from err
+                # The catalogue's one error type: a duplicate is a conflict, the rest bad input.
+                raise (Conflict if "exists" in str(err) else InvalidInput)(str(err)) from err
             conn.commit()
             return label.to_dict()
 

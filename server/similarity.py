@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import attr
 import numpy as np
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, Field, model_validator
 from stac_fastapi.pgstac.db import translate_pgstac_errors
 
 from catalog import hashing, similarity
 from catalog import text2patch as text_search
+from eofusion.config import Limits
+from eofusion.errors import InvalidInput, NotFound
+from eofusion.pipeline.scene import DESCRIPTOR_DIMS
 
 SIMILARITY_CONFORMANCE = "https://w3id.org/eofusion/stac-api/similarity/v1.0.0"
 DescriptorKind = Literal["fused", "s1", "s2", "hash"]
 TOKEN_PREFIX = "similar:"
+#: A similarity paging token: the prefix and an offset in ASCII digits (``str.isdigit`` also takes '²').
+_TOKEN = re.compile(r"similar:([0-9]+)")
 
 
 class ItemRef(BaseModel):
@@ -74,9 +80,10 @@ class SimilarityPostRequest(BaseModel):
     """Fields the extension adds to ``POST /search`` (``q_semantic`` is declared first: see _semantic_marker)."""
 
     q_semantic: str | None = Field(
-        default=None, min_length=1, max_length=1000,
+        default=None, min_length=1,
         description="Free text ('sea', 'dense forest'): rank the patches of one collection (give it in "
-                    "'collections') with its text-to-patch model (train-text2patch process)")
+                    "'collections') with its text-to-patch model (train-text2patch process); at most "
+                    "EOFUSION_LIMIT_TEXT_CHARS characters (default 2000)")
     similar_to: SimilarTo | None = Field(default_factory=_semantic_marker,
                                          description="Rank results by similarity to this")
     descriptor: DescriptorKind | None = Field(
@@ -85,11 +92,11 @@ class SimilarityPostRequest(BaseModel):
                                   "descriptor it was trained on); default: the richest the reference item has "
                                   "(fused, s2, s1)")
     rerank_depth: int | None = Field(
-        default=None, ge=1, le=1000,
+        default=None, ge=1,
         description="With descriptor 'hash': how many Hamming candidates are re-ranked together with the full "
                     f"descriptor (default {hashing.RERANK_DEPTH}): the results are the Hamming order in blocks of "
                     "this size, each block in descriptor order. Fewer is faster, more is closer to the float "
-                    "search")
+                    "search. At most EOFUSION_LIMIT_DEPTH (default 5000)")
 
 
 @dataclass(frozen=True)
@@ -164,27 +171,89 @@ async def _text_ranking(conn: Any, body: dict[str, Any], text: str, limit: int, 
     return Ranked(found, {"eofusion:descriptor": "text2patch", "eofusion:model": stored.stac_item_id or str(stored.id)})
 
 
+def page_offset(token: str | None, limits: Limits) -> int:
+    """The offset a similarity paging token (``similar:`` + ASCII digits, from a next link) stands for.
+
+    Raises:
+        InvalidInput: any other token, or an offset beyond ``limits.page_offset``.
+    """
+    if not token:
+        return 0
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        shown = token if len(token) <= 40 else token[:40] + "..."
+        raise InvalidInput(f"token: a similarity search pages with the tokens of its next links "
+                           f"('{TOKEN_PREFIX}' and an offset), got {shown!r}")
+    digits = match.group(1).lstrip("0") or "0"
+    if len(digits) > len(str(limits.page_offset)) or int(digits) > limits.page_offset:
+        raise InvalidInput(f"token: similarity results are paged up to offset {limits.page_offset} "
+                           "(EOFUSION_LIMIT_PAGE_OFFSET); narrow the search with filters instead")
+    return int(digits)
+
+
+def check_search(search_request: Any, limits: Limits) -> None:
+    """Refuse a similarity search beyond the server's limits, before it costs a query.
+
+    Checks the text length, ``limit``, ``rerank_depth``, the raw vector's dimension and the lengths of the
+    ``positive`` / ``negative`` lists.
+
+    Raises:
+        InvalidInput: naming the parameter, its bound and the setting that raises it.
+    """
+    text = getattr(search_request, "q_semantic", None)
+    if text is not None and len(text) > limits.text_chars:
+        raise InvalidInput(f"q_semantic has {len(text)} characters; this server takes at most {limits.text_chars} "
+                           "(EOFUSION_LIMIT_TEXT_CHARS)")
+    limit = int(search_request.limit or 10)
+    if limit > limits.page_limit:
+        raise InvalidInput(f"limit {limit} is more than the {limits.page_limit} results of one page "
+                           "(EOFUSION_LIMIT_PAGE_LIMIT)")
+    depth = getattr(search_request, "rerank_depth", None)
+    if depth is not None and depth > limits.depth:
+        raise InvalidInput(f"rerank_depth {depth} is more than {limits.depth} (EOFUSION_LIMIT_DEPTH)")
+    spec = search_request.similar_to
+    if spec is None:
+        return
+    for name in ("positive", "negative"):
+        refs = getattr(spec, name, None) or []
+        if len(refs) > limits.reference_items:
+            raise InvalidInput(f"similar_to.{name} has {len(refs)} items; at most {limits.reference_items} "
+                               "(EOFUSION_LIMIT_REFERENCE_ITEMS)")
+    if spec.vector is not None:
+        kind = search_request.descriptor
+        if kind is None:
+            raise InvalidInput("give descriptor (fused, s1, s2 or hash) with a raw vector")
+        if kind != "hash":
+            similarity.check_vector(kind, spec.vector)
+        elif len(spec.vector) not in DESCRIPTOR_DIMS.values():
+            # The hashing model's descriptor is known only from the database; no descriptor has this length.
+            dims = ", ".join(f"{k} {v}" for k, v in DESCRIPTOR_DIMS.items())
+            raise InvalidInput(f"similar_to.vector has {len(spec.vector)} values: a vector has the dimension of a "
+                               f"descriptor ({dims})")
+
+
 async def similar_search(client: Any, search_request: Any, request: Request) -> dict[str, Any]:
     """Run a search with ``similar_to`` or ``q_semantic``: rank under the search's filters, then hydrate.
 
     Raises:
-        HTTPException: 400 with a clear message for a bad vector, unknown item or descriptor, or a collection
-            without the learned model the search needs.
+        InvalidInput: (400) a bad vector, token, unknown reference item or descriptor, a request beyond the
+            server's limits, or a collection without the learned model the search needs.
     """
+    limits: Limits = request.app.state.eofusion_settings.limits
     text = getattr(search_request, "q_semantic", None)
     if text is not None and ("similar_to" in search_request.model_fields_set or search_request.descriptor):
-        raise HTTPException(status_code=400, detail="q_semantic ranks with the collection's text-to-patch model: "
-                                                    "give it without similar_to and descriptor")
+        raise InvalidInput("q_semantic ranks with the collection's text-to-patch model: "
+                           "give it without similar_to and descriptor")
     depth = getattr(search_request, "rerank_depth", None)
     if depth is not None and search_request.descriptor != "hash":
-        raise HTTPException(status_code=400, detail="rerank_depth applies to descriptor 'hash' only")
+        raise InvalidInput("rerank_depth applies to descriptor 'hash' only")
+    check_search(search_request, limits)
+    offset = page_offset(search_request.token, limits)
     spec = search_request.similar_to.model_dump()
     body = json.loads(search_request.model_dump_json(exclude_none=True, by_alias=True))
     if text is not None:
         body.pop("similar_to", None)  # the routing marker, not the client's
-    token = body.pop("token", None) or ""
-    offset = int(token[len(TOKEN_PREFIX):]) if token.startswith(TOKEN_PREFIX) and token[len(TOKEN_PREFIX):].isdigit() \
-        else 0
+    body.pop("token", None)
     limit = int(search_request.limit or 10)
     try:
         # Every step here reads: the whole ranking runs on one connection of the similarity pool, whose session
@@ -199,8 +268,8 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
                     ranked = await _hash_ranking(conn, body, spec, limit, offset, depth or hashing.RERANK_DEPTH)
                 else:
                     ranked = await _descriptor_ranking(conn, body, spec, kind, limit, offset)
-    except (similarity.SimilarityError, hashing.HashingError) as err:
-        raise HTTPException(status_code=400, detail=str(err)) from err
+    except hashing.HashingError as err:
+        raise InvalidInput(str(err)) from err
     found = ranked.found
     base = str(request.base_url).rstrip("/")
     links: list[dict[str, Any]] = [{"rel": "root", "type": "application/json", "href": f"{base}/stac/"},
@@ -225,7 +294,7 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
     if search_request.sortby:
         # The page holds the nearest items; sortby orders them (pgstac hydrated them in that order).
         features = [f for f in page.get("features", []) if "eofusion:distance" in f.get("properties", {})]
-    if len(found) == limit:
+    if len(found) == limit and offset + limit <= limits.page_offset:
         links.append({"rel": "next", "type": "application/geo+json", "href": f"{base}/stac/search", "method": "POST",
                       "body": {**body, "token": f"{TOKEN_PREFIX}{offset + limit}"}, "merge": False})
     return {"type": "FeatureCollection", "features": features, "links": links, "numberReturned": len(features)}
@@ -261,12 +330,21 @@ class SimilarityExtension:
                           filter: Annotated[str | None, Query(description="CQL2 text")] = None,
                           token: Annotated[str | None, Query()] = None) -> Any:
             client = request.app.state.eofusion_stac_client
-            search = client.pgstac_search_model(
-                similar_to=SimilarTo(collection=collection_id, item=item_id), descriptor=descriptor, limit=limit,
-                collections=(collections.split(",") if collections else [collection_id]),
-                bbox=[float(v) for v in bbox.split(",")] if bbox else None, datetime=datetime,
-                token=token, **({"filter": _cql2_json(filter), "filter-lang": "cql2-json"} if filter else {}))
-            return await similar_search(client, search, request)
+            try:
+                search = client.pgstac_search_model(
+                    similar_to=SimilarTo(collection=collection_id, item=item_id), descriptor=descriptor,
+                    limit=limit, collections=(collections.split(",") if collections else [collection_id]),
+                    bbox=[float(v) for v in bbox.split(",")] if bbox else None, datetime=datetime,
+                    token=token, **({"filter": _cql2_json(filter), "filter-lang": "cql2-json"} if filter else {}))
+            except InvalidInput:
+                raise
+            except ValueError as err:  # pydantic's ValidationError (a bad datetime...) or a bbox that is no number
+                raise InvalidInput(f"invalid parameters: {err}") from err
+            try:
+                return await similar_search(client, search, request)
+            except similarity.UnknownItem as err:
+                # The item of the path: the resource this route names does not exist.
+                raise NotFound(str(err)) from err
 
         app.include_router(router)
 
@@ -277,4 +355,4 @@ def _cql2_json(text: str) -> dict[str, Any]:
     try:
         return dict(cql2.Expr(text).to_json())
     except Exception as err:  # cql2 raises its own error types
-        raise HTTPException(status_code=400, detail=f"invalid CQL2 filter: {err}") from err
+        raise InvalidInput(f"invalid CQL2 filter: {err}") from err

@@ -1,0 +1,374 @@
+"""One error model for the top-level app: client mistakes are 4xx in the STAC shape, a bug is a 500 with a request id
+that leaves the connection usable, and request bodies and similarity searches stay within the configured limits.
+
+Most cases run against the suite's server process. The cases that need other limits, or a genuine 500, run against
+a second server built by ``create_app`` with tight limits (``EOFUSION_LIMIT_*``) and served in this process by
+uvicorn on a loopback port; its only addition is a test route that fails the way a bug does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+from catalog import similarity
+from eofusion.config import Settings
+from eofusion.errors import Busy, Conflict, InvalidInput, NotFound, TooLarge
+from tests.conftest import API_KEY, DEMO_COLLECTION, SCENE_ID, free_port
+
+KEY = {"X-API-Key": API_KEY}
+#: Limits of the in-process server (every other limit keeps its default).
+TIGHT = {"EOFUSION_LIMIT_BODY_BYTES": "65536", "EOFUSION_LIMIT_BULK_BODY_BYTES": "1000000",
+         "EOFUSION_LIMIT_PAGE_LIMIT": "50", "EOFUSION_LIMIT_REFERENCE_ITEMS": "5", "EOFUSION_LIMIT_TEXT_CHARS": "50",
+         "EOFUSION_LIMIT_PAGE_OFFSET": "100", "EOFUSION_LIMIT_DEPTH": "20"}
+RAISED = {"invalid": InvalidInput("bad value"), "missing": NotFound("no such thing"), "clash": Conflict("taken"),
+          "large": TooLarge("too much"), "busy": Busy("queue full", retry_after=7)}
+
+
+def assert_error(r: httpx.Response, status: int, needle: str = "") -> dict[str, Any]:
+    """An error answer: the status, the STAC shape (code and description, both strings), the needle in it."""
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    body = r.json()
+    assert isinstance(body, dict) and isinstance(body.get("code"), str) and body["code"], body
+    assert isinstance(body.get("description"), str) and body["description"], body
+    assert needle in body["description"], body
+    return dict(body)
+
+
+@dataclass
+class InProcess:
+    """The tight-limits server: its URL and its uvicorn server."""
+
+    url: str
+    server: uvicorn.Server
+
+
+@pytest.fixture(scope="module")
+def tight(settings_env: dict[str, str], db_url: str, loaded: dict, archives: dict) -> Iterator[InProcess]:
+    from server.app import create_app
+
+    settings = Settings.from_env({**settings_env, **TIGHT})
+    app = create_app(settings)
+
+    async def boom() -> None:
+        raise RuntimeError("a bug on purpose (test route)")
+
+    async def raise_kind(kind: str) -> None:
+        raise RAISED[kind]
+
+    app.add_api_route("/test-only/boom", boom)
+    app.add_api_route("/test-only/raise/{kind}", raise_kind)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 90
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the in-process server did not start"
+        time.sleep(0.2)
+    yield InProcess(f"http://127.0.0.1:{port}", server)
+    server.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture
+def tight_client(tight: InProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=tight.url, timeout=60) as c:
+        yield c
+
+
+# --- unknown ids and bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [
+    "/stac/collections/0/items/0",
+    "/stac/collections/0/items",
+    f"/stac/collections/{DEMO_COLLECTION}/items/0",
+    f"/stac/collections/{DEMO_COLLECTION}/items/0/similar",
+    "/labels?parent=nope",
+])
+def test_unknown_ids_are_404(client: httpx.Client, loaded: dict, path: str) -> None:
+    assert_error(client.get(path), 404)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/stac/search", b"[null, null]"),
+    ("POST", "/stac/search", b"5"),
+    ("POST", "/stac/search", b"null"),
+    ("POST", "/stac/search", b' "sea"'),
+    ("POST", f"/stac/collections/{DEMO_COLLECTION}/items", b""),
+    ("PUT", f"/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}", b""),
+    ("PUT", f"/stac/collections/{DEMO_COLLECTION}", b""),
+    ("PATCH", f"/stac/collections/{DEMO_COLLECTION}", b"7"),
+])
+def test_a_body_that_is_no_json_object_is_400(client: httpx.Client, loaded: dict, method: str, path: str,
+                                               body: bytes) -> None:
+    r = client.request(method, path, content=body, headers={**KEY, "content-type": "application/json"})
+    assert_error(r, 400, "JSON object")
+    # Nothing was written: the scene item is still there, unchanged.
+    assert client.get(f"/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}").status_code == 200
+
+
+@pytest.mark.parametrize(("path", "needle"), [
+    ("/stac/search?intersects=x", "intersects"),
+    ("/stac/search?query=x", "query"),
+    ("/stac/search?query=%5B1%5D", "query"),
+    (f"/stac/collections/{DEMO_COLLECTION}/items?query=x", "query"),
+    ("/stac/collections?query=x", "query"),
+    ("/stac/search?fields=,", "fields"),
+    (f"/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}/similar?datetime=x", "datetime"),
+])
+def test_bad_get_parameters_are_400(client: httpx.Client, loaded: dict, path: str, needle: str) -> None:
+    assert_error(client.get(path), 400, needle)
+
+
+def test_every_answer_carries_a_request_id(client: httpx.Client) -> None:
+    ok, missing = client.get("/stac/"), client.get("/stac/collections/0")
+    ids = [ok.headers.get("x-request-id"), missing.headers.get("x-request-id")]
+    assert all(ids) and ids[0] != ids[1]
+    # A client's own id (a proxy's) is kept, so its logs and ours meet.
+    assert client.get("/healthz", headers={"X-Request-ID": "proxy-1234-abcd"}).headers["x-request-id"] == \
+        "proxy-1234-abcd"
+
+
+@pytest.mark.parametrize(("kind", "status"), [("invalid", 400), ("missing", 404), ("clash", 409), ("large", 413),
+                                              ("busy", 503)])
+def test_project_errors_map_through_the_one_status_table(tight_client: httpx.Client, kind: str,
+                                                         status: int) -> None:
+    r = tight_client.get(f"/test-only/raise/{kind}")
+    assert_error(r, status, str(RAISED[kind]))
+    if kind == "busy":
+        assert r.headers["retry-after"] == "7"
+
+
+# --- a bug: 500 with a request id, and the connection stays usable -----------------------------------------------
+
+
+def test_a_bug_is_a_500_with_a_request_id_and_the_connection_survives(tight: InProcess,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    host, port = tight.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        with caplog.at_level(logging.ERROR):
+            conn.request("GET", "/test-only/boom")
+            r = conn.getresponse()
+            raw = r.read()
+        sock = conn.sock
+        assert r.status == 500
+        body = json.loads(raw)
+        assert body["code"] and body["request_id"] and body["request_id"] in body["description"]
+        assert r.getheader("x-request-id") == body["request_id"]
+        assert "a bug on purpose" not in raw.decode()  # the fault's detail stays in the log
+        logged = [rec for rec in caplog.records if body["request_id"] in rec.getMessage()]
+        assert logged and logged[0].exc_info and "a bug on purpose" in str(logged[0].exc_info[1])
+        # The same keep-alive connection serves the next request.
+        conn.request("GET", "/healthz")
+        after = conn.getresponse()
+        assert after.status == 200, after.read()
+        after.read()
+        assert conn.sock is sock, "the client had to open a new connection"
+    finally:
+        conn.close()
+
+
+def test_many_bugs_on_one_connection(tight_client: httpx.Client) -> None:
+    # httpx keeps one connection per host: every second request follows a 500 on it.
+    for _ in range(5):
+        assert_error(tight_client.get("/test-only/boom"), 500)
+        assert tight_client.get(f"/stac/collections/{DEMO_COLLECTION}").status_code == 200
+
+
+# --- body size ----------------------------------------------------------------------------------------------------
+
+
+def _search_body(size: int) -> bytes:
+    """A search body of about ``size`` bytes (item ids)."""
+    ids = [f"{SCENE_ID}_L120_r{i:04d}_c0000" for i in range(size // 32 + 1)]
+    return json.dumps({"ids": ids, "collections": [DEMO_COLLECTION], "limit": 1}).encode()
+
+
+def _chunks(body: bytes, size: int = 65536) -> Iterator[bytes]:
+    for i in range(0, len(body), size):
+        yield body[i:i + size]
+
+
+def test_a_3mb_search_body_is_413_and_the_connection_survives(client: httpx.Client, loaded: dict) -> None:
+    body = _search_body(3 * 1024 * 1024)
+    assert len(body) > 3 * 1024 * 1024
+    r = client.post("/stac/search", content=body, headers={"content-type": "application/json"})
+    assert_error(r, 413, "EOFUSION_LIMIT_BODY_BYTES")
+    # Without Content-Length (chunked), counted as it streams.
+    r = client.post("/stac/search", content=_chunks(body), headers={"content-type": "application/json"})
+    assert "content-length" not in r.request.headers
+    assert_error(r, 413, "EOFUSION_LIMIT_BODY_BYTES")
+    assert client.get("/healthz").status_code == 200
+    # A large body within the limit is searched.
+    r = client.post("/stac/search", content=_search_body(1024 * 1024), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text[:300]
+
+
+@pytest.mark.parametrize(("path", "headers"), [
+    ("/ogc/processes/validate/execution", {}),
+    ("/labels", KEY),
+    ("/stac/collections", KEY),
+])
+def test_other_requests_get_the_small_limit(client: httpx.Client, path: str, headers: dict[str, str]) -> None:
+    body = _search_body(3 * 1024 * 1024)
+    for content in (body, _chunks(body)):
+        r = client.post(path, content=content, headers={**headers, "content-type": "application/json"})
+        assert_error(r, 413, "EOFUSION_LIMIT_BODY_BYTES")
+
+
+def _collection(cid: str) -> dict[str, Any]:
+    return {"type": "Collection", "stac_version": "1.0.0", "id": cid, "description": "bulk limit test",
+            "license": "CC0-1.0", "links": [],
+            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}}}
+
+
+def test_keyed_item_writes_get_the_bulk_limit(tight_client: httpx.Client, client: httpx.Client,
+                                               loaded: dict) -> None:
+    # Real patch items of the demo scene, copied into a collection of their own.
+    page = client.get(f"/stac/collections/{DEMO_COLLECTION}/items", params={"limit": 200}).json()["features"]
+    cid = "errors-bulk"
+    assert_error(tight_client.post("/stac/collections", json={**_collection(cid), "padding": "x" * 70_000},
+                                   headers=KEY), 413, "EOFUSION_LIMIT_BODY_BYTES")
+    r = tight_client.post("/stac/collections", json=_collection(cid), headers=KEY)
+    assert r.status_code in (200, 201), r.text
+    try:
+        items: dict[str, Any] = {}
+        for f in page:
+            if len(json.dumps(items)) > 200_000:
+                break
+            items[f["id"]] = {**f, "collection": cid, "links": []}
+        body = json.dumps({"items": items, "method": "upsert"}).encode()
+        assert 65536 * 2 < len(body) < 1_000_000
+        url = f"/stac/collections/{cid}/bulk_items"
+        anonymous = tight_client.post(url, content=body, headers={"content-type": "application/json"})
+        assert anonymous.status_code in (401, 413)
+        r = tight_client.post(url, content=_chunks(body), headers={**KEY, "content-type": "application/json"})
+        assert r.status_code == 200, r.text[:500]
+        got = tight_client.get(f"/stac/collections/{cid}/items", params={"limit": 500}).json()["features"]
+        assert sorted(f["id"] for f in got) == sorted(items)
+        # Beyond the bulk limit, even with a key.
+        huge = json.dumps({"items": {f"{k}-{n}": v for n in range(6) for k, v in items.items()}}).encode()
+        assert len(huge) > 1_000_000
+        assert_error(tight_client.post(url, content=huge, headers={**KEY, "content-type": "application/json"}),
+                     413, "EOFUSION_LIMIT_BULK_BODY_BYTES")
+        assert_error(tight_client.post(url, content=_chunks(huge),
+                                       headers={**KEY, "content-type": "application/json"}),
+                     413, "EOFUSION_LIMIT_BULK_BODY_BYTES")
+    finally:
+        tight_client.delete(f"/stac/collections/{cid}", headers=KEY)
+
+
+# --- similarity limits --------------------------------------------------------------------------------------------
+
+
+def _search(c: httpx.Client, body: dict[str, Any]) -> httpx.Response:
+    return c.post("/stac/search", json=body)
+
+
+REF = {"collection": "eurosat", "item": "Forest_1031"}
+
+
+@pytest.mark.parametrize("token", ["similar:²", "similar:" + "9" * 5000, "similar:100001", "next:abc",
+                                   "similar:-5", "similar:5\n"])
+def test_similarity_paging_tokens_are_checked(client: httpx.Client, archives: dict, token: str) -> None:
+    assert_error(_search(client, {"similar_to": REF, "collections": ["eurosat"], "limit": 3, "token": token}),
+                 400, "token")
+    assert_error(client.get("/stac/collections/eurosat/items/Forest_1031/similar", params={"token": token}),
+                 400, "token")
+
+
+def test_similarity_next_links_stop_at_the_offset_limit(tight_client: httpx.Client, archives: dict) -> None:
+    body = {"similar_to": REF, "collections": ["eurosat"], "limit": 40}
+    pages = 0
+    while True:
+        r = _search(tight_client, body)
+        assert r.status_code == 200, r.text
+        pages += 1
+        nxt = [link for link in r.json()["links"] if link["rel"] == "next"]
+        if not nxt:
+            break
+        body = nxt[0]["body"]
+        assert pages < 10
+    assert pages == 3  # offsets 0, 40, 80: the link to offset 120 would pass the limit of 100
+
+
+def test_a_vector_of_no_descriptor_dimension_is_refused_before_the_database(client: httpx.Client,
+                                                                           loaded: dict) -> None:
+    # With descriptor 'hash' the dimension depends on the collection's model; a length no descriptor has is
+    # refused before looking for one (this collection has none).
+    r = _search(client, {"similar_to": {"vector": [0.1] * 7}, "descriptor": "hash",
+                         "collections": [DEMO_COLLECTION]})
+    assert_error(r, 400, "has 7 values")
+    r = _search(client, {"similar_to": {"vector": [0.1] * 100_000}, "descriptor": "s2"})
+    assert_error(r, 400, "has 160 values, got 100000")
+
+
+def test_reference_lists_are_bounded(client: httpx.Client, archives: dict) -> None:
+    many = [REF] * 201
+    assert_error(_search(client, {"similar_to": {"positive": many}, "collections": ["eurosat"]}), 400,
+                 "EOFUSION_LIMIT_REFERENCE_ITEMS")
+    assert_error(_search(client, {"similar_to": {"positive": [REF], "negative": many}}), 400,
+                 "similar_to.negative")
+    r = _search(client, {"similar_to": {"positive": [REF] * 200}, "collections": ["eurosat"], "limit": 1})
+    assert r.status_code == 200 and r.json()["features"][0]["id"] == "Forest_1031"
+
+
+def test_positive_and_negative_items_are_fetched_in_one_query(db_url: str, archives: dict) -> None:
+    positive = [{"collection": "eurosat", "item": i} for i in ("Forest_1031", "Forest_1075", "Forest_1031")]
+    negative = [{"collection": "eurosat", "item": i} for i in ("SeaLake_1005", "River_1237")]
+
+    async def run() -> tuple[np.ndarray, list[str], list[np.ndarray]]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            singles = [await similarity.query_vector(conn, "s2", r) for r in positive + negative]
+            queries: list[str] = []
+            conn.add_query_logger(lambda q: queries.append(q.query))
+            q = await similarity.query_vector(conn, "s2", {"positive": positive, "negative": negative})
+            return q, queries, singles
+        finally:
+            await conn.close()
+
+    q, queries, singles = asyncio.run(run())
+    assert len(queries) == 1, queries
+    expected = np.mean(singles[:3], axis=0) - similarity.NEGATIVE_WEIGHT * np.mean(singles[3:], axis=0)
+    assert np.allclose(q, expected)
+
+
+def test_an_unknown_reference_in_a_list_is_named(client: httpx.Client, archives: dict) -> None:
+    body = {"similar_to": {"positive": [REF, {"collection": "eurosat", "item": "nope"}]}}
+    assert_error(_search(client, body), 400, "'nope' of collection 'eurosat' does not exist")
+
+
+def test_limit_depth_and_text_are_bounded(tight_client: httpx.Client, client: httpx.Client,
+                                          archives: dict) -> None:
+    assert_error(_search(tight_client, {"similar_to": REF, "collections": ["eurosat"], "limit": 51}), 400,
+                 "EOFUSION_LIMIT_PAGE_LIMIT")
+    assert _search(tight_client, {"similar_to": REF, "collections": ["eurosat"], "limit": 50}).status_code == 200
+    assert_error(_search(tight_client, {"similar_to": {"positive": [REF] * 6}}), 400,
+                 "EOFUSION_LIMIT_REFERENCE_ITEMS")
+    assert_error(_search(tight_client, {"similar_to": REF, "descriptor": "hash", "rerank_depth": 21,
+                                        "collections": ["eurosat"]}), 400, "EOFUSION_LIMIT_DEPTH")
+    assert_error(_search(tight_client, {"q_semantic": "s" * 51, "collections": ["eurosat"]}), 400,
+                 "EOFUSION_LIMIT_TEXT_CHARS")
+    # The default limits on the suite's server.
+    assert_error(_search(client, {"q_semantic": "sea " * 501, "collections": ["eurosat"]}), 400,
+                 "EOFUSION_LIMIT_TEXT_CHARS")
+    assert_error(_search(client, {"similar_to": REF, "descriptor": "hash", "rerank_depth": 5001,
+                                  "collections": ["eurosat"]}), 400, "EOFUSION_LIMIT_DEPTH")
