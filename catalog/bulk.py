@@ -12,7 +12,11 @@ Two ways to use it:
   rows and the index change together.
 * :func:`deferred_vector_indexes` spans many transactions (an archive loaded batch by batch): the
   indexes are dropped at entry and always recreated at exit, also on error; meanwhile similarity
-  searches fall back to exact scans (correct, slower).
+  searches fall back to exact scans (correct, slower). The dropped definitions are recorded in
+  ``eofusion.deferred_indexes`` in the transaction that drops them, and the loading session holds an
+  advisory lock until it has rebuilt them: if the process is killed in between, the lock goes with
+  its connection and the next load or ``eofusion db migrate`` (:func:`restore_deferred_indexes`)
+  recreates the indexes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from psycopg import sql
 
 from catalog.db import connect
 from catalog.descriptors import copy_descriptors
+
+#: Advisory lock class of a deferred load (the object id is the load's id in ``eofusion.deferred_indexes``).
+_LOAD_LOCK_CLASS = 0x0E0F
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,49 @@ def create_indexes(conn: psycopg.Connection, indexes: Sequence[IndexDef], config
     return time.perf_counter() - t
 
 
+def _recorded(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regclass('eofusion.deferred_indexes') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def _claim_orphans(conn: psycopg.Connection) -> list[IndexDef]:
+    """Take over the recorded indexes of loads whose session is gone (killed), in the caller's transaction.
+
+    Their records are deleted: the caller recreates them before it commits (a rollback keeps the records).
+    A load still running holds its advisory lock and is left alone.
+    """
+    if not _recorded(conn):  # a catalogue not migrated yet has nothing recorded
+        return []
+    # pg_try_advisory_xact_lock: the orphaned load's lock is held by this transaction until it commits, so two
+    # processes restoring at once do not both build.
+    rows = conn.execute(
+        "DELETE FROM eofusion.deferred_indexes d WHERE d.load_id IN (SELECT l.load_id FROM "
+        "(SELECT DISTINCT load_id FROM eofusion.deferred_indexes) l WHERE pg_try_advisory_xact_lock(%s, l.load_id)) "
+        "RETURNING d.schema_name, d.index_name, d.definition", (_LOAD_LOCK_CLASS,)).fetchall()
+    return sorted((IndexDef(r[0], r[1], r[2]) for r in rows), key=lambda ix: (ix.schema, ix.name))
+
+
+def restore_deferred_indexes(conn: psycopg.Connection, config: BulkLoadConfig | None = None) -> list[str]:
+    """Recreate the indexes that a killed deferred load dropped and never rebuilt; commits.
+
+    Args:
+        conn: Connection not in autocommit mode, outside a transaction of the caller's.
+        config: Index build settings.
+
+    Returns:
+        Names of the indexes recreated.
+    """
+    orphans = _claim_orphans(conn)
+    create_indexes(conn, orphans, config or BulkLoadConfig())
+    conn.commit()
+    return [ix.name for ix in orphans]
+
+
+def _merge(first: Sequence[IndexDef], second: Sequence[IndexDef]) -> list[IndexDef]:
+    seen = {(ix.schema, ix.name) for ix in first}
+    return [*first, *(ix for ix in second if (ix.schema, ix.name) not in seen)]
+
+
 def bulk_load_descriptors(conn: psycopg.Connection, collection: str, item_ids: Sequence[str],
                           vectors: Mapping[str, NDArray[np.floating]],
                           config: BulkLoadConfig | None = None) -> BulkLoadReport:
@@ -132,16 +182,21 @@ def bulk_load_descriptors(conn: psycopg.Connection, collection: str, item_ids: S
     """
     cfg = config or BulkLoadConfig()
     report = BulkLoadReport(rows=len(item_ids))
+    # Indexes a killed deferred load left dropped come back with this load (rebuilt after it, or now).
+    orphans = _claim_orphans(conn)
     indexes: list[IndexDef] = []
     if len(item_ids) >= cfg.min_rows_to_defer and len(item_ids) >= cfg.min_fraction * table_rows(conn, cfg.table):
         indexes = vector_indexes(conn, cfg.table)
         drop_indexes(conn, indexes)
+        indexes = _merge(indexes, orphans)
         report.deferred, report.indexes = True, [ix.name for ix in indexes]
+    elif orphans:
+        report.index_seconds = create_indexes(conn, orphans, cfg)
     t = time.perf_counter()
     copy_descriptors(conn, collection, item_ids, vectors)
     report.load_seconds = time.perf_counter() - t
     if indexes:
-        report.index_seconds = create_indexes(conn, indexes, cfg)
+        report.index_seconds += create_indexes(conn, indexes, cfg)
     return report
 
 
@@ -149,16 +204,41 @@ def bulk_load_descriptors(conn: psycopg.Connection, collection: str, item_ids: S
 def deferred_vector_indexes(database_url: str, config: BulkLoadConfig | None = None) -> Iterator[list[IndexDef]]:
     """Drop a table's vector indexes for a load of many transactions; rebuild them at exit.
 
+    Indexes an earlier, killed load left dropped are recreated first. The dropped ones are recorded
+    (``eofusion.deferred_indexes``) under an advisory lock this load's session holds until they are
+    rebuilt, so a kill in between loses nothing: :func:`restore_deferred_indexes` rebuilds them.
+
     Yields:
         The dropped indexes. They are recreated when the block ends, also when it raises.
     """
     cfg = config or BulkLoadConfig()
-    with connect(database_url, autocommit=True) as conn:
-        indexes = vector_indexes(conn, cfg.table)
-        drop_indexes(conn, indexes)
-    try:
-        yield indexes
-    finally:
-        with connect(database_url) as conn:
+    with connect(database_url) as conn:
+        recorded = _recorded(conn)
+        load_id = 0
+        if recorded:
+            row = conn.execute("SELECT nextval('eofusion.index_loads')::int").fetchone()
+            load_id = int(row[0]) if row else 0
+            # Session level: held while the load runs, released with this process's connection if it is killed.
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (_LOAD_LOCK_CLASS, load_id))
+        existing = vector_indexes(conn, cfg.table)
+        # A killed load's indexes are adopted by this one: rebuilt at its end, recorded under its lock meanwhile.
+        indexes = _merge(existing, _claim_orphans(conn))
+        if recorded:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO eofusion.deferred_indexes (schema_name, index_name, definition, load_id) "
+                                "VALUES (%s, %s, %s, %s) ON CONFLICT (schema_name, index_name) DO UPDATE SET "
+                                "definition = EXCLUDED.definition, load_id = EXCLUDED.load_id, dropped_at = now()",
+                                [(ix.schema, ix.name, ix.definition, load_id) for ix in indexes])
+        drop_indexes(conn, existing)
+        conn.commit()  # the drop and its record together
+        try:
+            yield indexes
+        finally:
+            conn.rollback()  # the connection may be in a failed state if the block broke it
             create_indexes(conn, indexes, cfg)
+            if recorded:
+                conn.execute("DELETE FROM eofusion.deferred_indexes WHERE load_id = %s", (load_id,))
             conn.commit()
+            if recorded:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOAD_LOCK_CLASS, load_id))
+                conn.commit()

@@ -2,7 +2,8 @@
 
 Each project migration runs in its own transaction and is recorded in
 ``eofusion.schema_migrations``, so running ``eofusion db migrate`` twice changes nothing.
-An advisory lock keeps two processes from migrating at once.
+An advisory lock keeps two processes from migrating at once. Every run also recreates the vector
+indexes a killed bulk load left dropped (:func:`catalog.bulk.restore_deferred_indexes`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from importlib import resources
 import psycopg
 
 from catalog import labels as labels_mod
+from catalog.bulk import restore_deferred_indexes
 from catalog.db import connect
 
 _LOCK_KEY = 0x0E0F0510  # any constant shared by all EOFusion processes
@@ -25,6 +27,7 @@ class MigrationReport:
     pgstac_version: str = ""
     applied: list[str] = field(default_factory=list)
     labels_added: int = 0
+    indexes_restored: list[str] = field(default_factory=list)
 
 
 def project_migrations() -> list[tuple[str, str]]:
@@ -73,6 +76,7 @@ def migrate(url: str) -> MigrationReport:
                     report.applied.append(name)
                 report.labels_added = labels_mod.seed(conn)
                 conn.commit()
+                report.indexes_restored = restore_deferred_indexes(conn)
         finally:
             lock_conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return report

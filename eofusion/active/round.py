@@ -462,9 +462,10 @@ def model_to_bytes(model: Model) -> bytes:
         arrays = {"support_vectors": model.support_vectors, "dual_coef": model.dual_coef}
     else:
         arrays = {"prototypes": model.prototypes}
+    payload = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+               **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()}}
     buf = io.BytesIO()
-    np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-             **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
+    np.savez(buf, **payload)  # type: ignore[arg-type]  # numpy's stub types **kwds like its allow_pickle flag
     return buf.getvalue()
 
 
