@@ -9,6 +9,7 @@ does not run, so this lifespan opens the pgstac pools for everyone, and the simi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from catalog.similarity import tuned_pool
 from eofusion import __version__
 from eofusion.config import Settings
 from plugins.base import WRITE_PROCESSES
+from plugins.jobs import JobRuntime, install_runtime, uninstall_runtime
 from server import annotate, pages
 from server.auth import APIKeyMiddleware
 from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers
+from server.jobs_http import JobResponseHints, use_context_executor
 from server.labels_api import labels_router
 from server.limits import BodyLimit
 from server.ogc import OGC_PREFIX, build_ogc_app
@@ -102,13 +105,17 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
         app.state.similarity_pool = await tuned_pool(
             pg.connection_string, min_size=pg.db_min_conn_size, max_size=pg.db_max_conn_size,
             max_queries=pg.db_max_queries, max_inactive_connection_lifetime=pg.db_max_inactive_conn_lifetime)
-        from plugins.jobs import PgJobManager
-
-        # Jobs a stopped server left running will never finish: say so in their status.
-        PgJobManager({"name": "startup", "connection": db_url}).fail_interrupted()
+        # pygeoapi's API calls see the request's principal; this process runs and owns its jobs (heartbeat,
+        # bounded workers) and fails the jobs of servers that stopped beating.
+        use_context_executor(asyncio.get_running_loop())
+        job_runtime = JobRuntime(db_url, settings.limits)
+        job_runtime.start()
+        install_runtime(job_runtime)
         try:
             yield
         finally:
+            uninstall_runtime(job_runtime)
+            job_runtime.stop()
             await app.state.similarity_pool.close()
             await close_db_connection(app)
 
@@ -136,7 +143,8 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     files_dir.mkdir(parents=True, exist_ok=True)
     # Files that processes write (validation reports, exports), downloadable as they are.
     app.mount("/files", StaticFiles(directory=files_dir), name="files")
-    app.mount(OGC_PREFIX, build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc", files_dir))
+    app.mount(OGC_PREFIX, JobResponseHints(build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc",
+                                                         files_dir)))
     app.add_middleware(PrefixRootAlias, prefixes=(OGC_PREFIX,))
     app.add_middleware(BBoxGuard)
     app.add_middleware(JsonBodyGuard)

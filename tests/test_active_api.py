@@ -109,12 +109,13 @@ def test_round_needs_a_key_and_runs_asynchronously(client: httpx.Client, archive
     assert r.status_code == 201
     location = r.headers["location"]
     for _ in range(200):
-        status = client.get(location, params={"f": "json"}).json()
+        # A keyed job is shown to its key only.
+        status = client.get(location, params={"f": "json"}, headers=KEY).json()
         if status["status"] in ("successful", "failed"):
             break
         time.sleep(0.2)
     assert status["status"] == "successful"
-    result = client.get(location + "/results", params={"f": "json"}).json()
+    result = client.get(location + "/results", params={"f": "json"}, headers=KEY).json()
     assert result["round"] == 1 and result["top"]
 
 

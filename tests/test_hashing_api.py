@@ -64,12 +64,13 @@ def hash_job(client: httpx.Client, archives: dict) -> dict[str, Any]:
     location = r.headers["location"]
     seen = []
     for _ in range(1800):
-        status = client.get(location, params={"f": "json"}).json()
+        # A keyed job is shown to its key only.
+        status = client.get(location, params={"f": "json"}, headers=KEY).json()
         seen.append((status["status"], status.get("progress"), status.get("message")))
         if status["status"] in ("successful", "failed"):
             break
         time.sleep(0.1)
-    result = client.get(location + "/results", params={"f": "json"}).json()
+    result = client.get(location + "/results", params={"f": "json"}, headers=KEY).json()
     return {"status": status, "seen": seen, "result": result}
 
 
