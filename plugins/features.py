@@ -85,18 +85,27 @@ def parse_interval(text: str) -> tuple[datetime | None, datetime | None, bool]:
     return low, high, len(hi) == 10
 
 
-def _attribute_names(node: Any) -> Iterator[str]:
-    """Every attribute a pygeofilter tree names (its leaves may be plain values)."""
+def _parts(node: Any) -> Iterator[Any]:
+    """Every node and value of a pygeofilter tree, ``node`` included."""
     from pygeofilter import ast
 
-    if isinstance(node, ast.Attribute):
-        yield node.name
-    if isinstance(node, ast.Node):
-        for sub in node.get_sub_nodes():
-            yield from _attribute_names(sub)
-    elif isinstance(node, list | tuple):
-        for sub in node:
-            yield from _attribute_names(sub)
+    yield node
+    subs = node.get_sub_nodes() if isinstance(node, ast.Node) else node if isinstance(node, list | tuple) else []
+    for sub in subs:
+        yield from _parts(sub)
+
+
+def _geometry_problem(value: Any) -> str | None:
+    """Why a geometry literal of a filter cannot be sent to PostGIS, or None."""
+    from shapely.geometry import shape
+
+    try:
+        geometry = shape(value.geometry)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        return str(err) or type(err).__name__
+    if geometry.is_empty or not all(math.isfinite(c) for c in geometry.bounds):
+        return "empty, or with a coordinate that is not a finite number"
+    return None
 
 
 class PgFeatureProvider(PostgreSQLProvider):
@@ -157,9 +166,17 @@ class PgFeatureProvider(PostgreSQLProvider):
             # A CQL2 JSON body such as `0` or `"text"` parses to a bare value, not a condition.
             raise ProviderInvalidQueryError(user_msg=f"filter: {filterq!r} is not a CQL2 condition")
         if filterq:
-            unknown = sorted(set(_attribute_names(filterq)) - self._columns)
+            from pygeofilter import values
+
+            parts = list(_parts(filterq))
+            unknown = sorted({p.name for p in parts if isinstance(p, ast.Attribute)} - self._columns)
             if unknown:
                 raise ProviderInvalidQueryError(user_msg=f"filter: unknown propert(y/ies) {', '.join(unknown)}")
+            # PostGIS answers a malformed geometry (a polygon of one point) with an internal error.
+            for part in parts:
+                problem = _geometry_problem(part) if isinstance(part, values.Geometry) else None
+                if problem:
+                    raise ProviderInvalidQueryError(user_msg=f"filter: invalid geometry ({problem})")
         try:
             return super()._get_cql_filters(filterq)
         except ProviderInvalidQueryError:

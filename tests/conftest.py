@@ -30,6 +30,12 @@ SHARED = ROOT.parent / "shared"
 API_KEY = "test-key-7f3a"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-seconds", type=int, default=None,
+                     help="seconds of schema fuzzing per OpenAPI document in tests/test_fuzz.py "
+                          "(default: env EOFUSION_FUZZ_SECONDS, else 75)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
