@@ -39,7 +39,11 @@ class TweetRecord:
 
 
 def upsert_tweets(conn: psycopg.Connection, tweets: list[TweetRecord], collection: str = "tweets") -> int:
-    """Insert or replace tweets of a collection in one batch."""
+    """Insert or replace tweets of a collection in one batch.
+
+    A replaced post whose text changed loses its embedding, and one whose media changed its photo rows
+    (a trigger of migration 0018, so every writer is covered): the embedding and image stages redo them.
+    """
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO eofusion.tweets (collection, id, datetime, geometry, text, lang, hashtags, user_hash, media, "

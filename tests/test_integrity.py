@@ -222,17 +222,42 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
-def test_round_models_are_stored_as_arrays_and_never_unpickled(client: httpx.Client, db_url: str,
-                                                               labels: dict[str, str], tmp_path: Path) -> None:
-    from catalog import sessions as store
-    from eofusion.active.round import LinearModel, model_from_bytes
-
+def _session_with_a_round(client: httpx.Client, labels: dict[str, str]) -> tuple[str, list[str]]:
     forest = sorted(i for i, c in labels.items() if c == "Forest")[1:4]
     lakes = sorted(i for i, c in labels.items() if c == "SeaLake")[2:4]
     r = execute(client, "active-learning-round", {"pool": "eurosat", "descriptor": "s2", "feedback": [
         *({"item": i, "positive": True} for i in forest), *({"item": i, "positive": False} for i in lakes)]})
     assert r.status_code == 200, r.text
-    session = r.json()["session"]
+    return str(r.json()["session"]), forest
+
+
+def test_a_stored_pickle_is_never_loaded(client: httpx.Client, db_url: str, labels: dict[str, str],
+                                         tmp_path: Path) -> None:
+    session, _ = _session_with_a_round(client, labels)
+    # A pickle in the table (an old version's, or written by someone with database access) is never loaded.
+    marker = tmp_path / "unpickled"
+    with connect(db_url) as conn:
+        conn.execute("UPDATE eofusion.rounds SET model = %s WHERE session_id = %s AND round = 1",
+                     (pickle.dumps(_Payload(marker)), session))
+        conn.commit()
+    bad = execute(client, "accept-annotations", {"session": session, "label": "Forest"})
+    assert not marker.exists(), "a stored pickle was loaded"
+    assert bad.status_code == 400, bad.text
+    # The next round fits a new model from the stored feedback, and that one is used.
+    again = execute(client, "active-learning-round", {"session": session, "feedback": []})
+    assert again.status_code == 200 and again.json()["round"] == 2, again.text
+    assert execute(client, "accept-annotations", {"session": session, "label": "Forest"}).status_code == 200
+    assert not marker.exists()
+    for module in ("catalog/sessions.py", "plugins/active.py"):
+        source = (ROOT / module).read_text()
+        assert "import pickle" not in source and "pickle.loads" not in source, module
+
+
+def test_round_models_are_stored_as_arrays(client: httpx.Client, db_url: str, labels: dict[str, str]) -> None:
+    from catalog import sessions as store
+    from eofusion.active.round import LinearModel, model_from_bytes
+
+    session, forest = _session_with_a_round(client, labels)
     with connect(db_url) as conn:
         row = conn.execute("SELECT model FROM eofusion.rounds WHERE session_id = %s AND round = 1",
                            (session,)).fetchone()
@@ -245,29 +270,15 @@ def test_round_models_are_stored_as_arrays_and_never_unpickled(client: httpx.Cli
         round_no, stored = store.latest_model(conn, store.get_session(conn, session))
         assert round_no == 1 and isinstance(stored, LinearModel) and isinstance(model, LinearModel)
         assert np.array_equal(stored.weights, model.weights)
+        # An old pickle reads as no model (the next round refits), without being loaded.
+        conn.execute("UPDATE eofusion.rounds SET model = %s WHERE session_id = %s AND round = 1",
+                     (pickle.dumps({"weights": [1.0]}), session))
+        assert store.latest_model(conn, store.get_session(conn, session)) == (1, None)
+        conn.rollback()
     # The stored model is the one accept-annotations uses.
     ok = execute(client, "accept-annotations", {"session": session, "label": "Forest"})
     assert ok.status_code == 200, ok.text
     assert set(forest) <= set(ok.json()["items"])
-    # A pickle in the table (an old version's, or written by someone with database access) is never loaded.
-    marker = tmp_path / "unpickled"
-    with connect(db_url) as conn:
-        conn.execute("UPDATE eofusion.rounds SET model = %s WHERE session_id = %s AND round = 1",
-                     (pickle.dumps(_Payload(marker)), session))
-        conn.commit()
-    bad = execute(client, "accept-annotations", {"session": session, "label": "Forest"})
-    assert not marker.exists(), "a stored pickle was loaded"
-    assert bad.status_code == 400, bad.text
-    with connect(db_url) as conn:
-        assert store.latest_model(conn, store.get_session(conn, session)) == (1, None)
-    assert not marker.exists()
-    # The next round fits a new model from the stored feedback.
-    again = execute(client, "active-learning-round", {"session": session, "feedback": []})
-    assert again.status_code == 200 and again.json()["round"] == 2, again.text
-    assert execute(client, "accept-annotations", {"session": session, "label": "Forest"}).status_code == 200
-    for module in ("catalog/sessions.py", "plugins/active.py"):
-        source = (ROOT / module).read_text()
-        assert "import pickle" not in source and "pickle.loads" not in source, module
 
 
 def test_every_model_kind_round_trips_through_bytes(db_url: str, archives: dict) -> None:
