@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import jsonpatch
+import jsonpointer
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError, ResponseValidationError
 from fastapi.responses import JSONResponse
@@ -102,6 +104,23 @@ def install_error_handlers(app: FastAPI) -> None:
         # pgstac raises these for queries it cannot run (unknown CQL2 operator, bad value type):
         # the client's input, not a server fault.
         return error_response(400, f"invalid query: {exc}")
+
+    @app.exception_handler(asyncpg.exceptions.PostgresSyntaxError)
+    async def free_text_error(request: Request, exc: asyncpg.exceptions.PostgresSyntaxError) -> JSONResponse:
+        # pgstac turns the free-text ``q`` into a tsquery, which PostgreSQL parses: its syntax is the client's.
+        # Any other syntax error is in our SQL: a bug, re-raised to the 500 answer.
+        if "tsquery" not in str(exc):
+            raise exc
+        return error_response(400, f"invalid free-text q: {exc}")
+
+    @app.exception_handler(jsonpatch.JsonPatchException)
+    @app.exception_handler(jsonpointer.JsonPointerException)
+    async def patch_error(request: Request, exc: Exception) -> JSONResponse:
+        # A JSON Patch (PATCH of an item or collection) that names a missing member or fails its test.
+        conflict = isinstance(exc, jsonpatch.JsonPatchConflict | jsonpatch.JsonPatchTestFailed)
+        text = str(exc)  # jsonpointer quotes the whole document: keep the start
+        text = text if len(text) <= 300 else text[:300] + "..."
+        return error_response(409 if conflict else 400, f"the JSON Patch cannot be applied: {text}")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

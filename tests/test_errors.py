@@ -136,6 +136,23 @@ def test_bad_get_parameters_are_400(client: httpx.Client, loaded: dict, path: st
     assert_error(client.get(path), 400, needle)
 
 
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    ("GET", "/stac/collections?q=%C3%B3%09%3D%C3%AD%22x", None, 400),
+    ("GET", "/stac/search?q=6)", None, 400),
+    ("POST", "/stac/search", {"q": ["a\u00e1 | b", "6)\n"], "ids": []}, 400),
+    ("PATCH", f"/stac/collections/{DEMO_COLLECTION}", [{"op": "remove", "path": "/properties/foo"}], 400),
+    ("PATCH", f"/stac/collections/{DEMO_COLLECTION}", [{"op": "copy", "from": "x", "path": "d"}], 400),
+    ("PATCH", f"/stac/collections/{DEMO_COLLECTION}", [{"op": "test", "path": "/id", "value": "other"}], 409),
+])
+def test_free_text_and_json_patch_mistakes_are_4xx(client: httpx.Client, loaded: dict, method: str, path: str,
+                                                   body: Any, status: int) -> None:
+    before = client.get(f"/stac/collections/{DEMO_COLLECTION}").json()
+    headers = {**KEY, "content-type": "application/json-patch+json" if method == "PATCH" else "application/json"}
+    r = client.request(method, path, headers=headers, content=None if body is None else json.dumps(body))
+    assert_error(r, status)
+    assert client.get(f"/stac/collections/{DEMO_COLLECTION}").json() == before
+
+
 def test_every_answer_carries_a_request_id(client: httpx.Client) -> None:
     ok, missing = client.get("/stac/"), client.get("/stac/collections/0")
     ids = [ok.headers.get("x-request-id"), missing.headers.get("x-request-id")]
