@@ -49,6 +49,7 @@ MALFORMED_KINDS: tuple[str, ...] = ("bad-bbox", "bad-json", "bad-tile-param", "o
 FUSION_TEXTS: tuple[str, ...] = ("flooding in Boulder", "road closed by the flood", "evacuation creek rising",
                                  "heavy rain and flash flood warning", "volunteers help flood victims",
                                  "bridge washed out", "shelter for evacuees")
+POSTS_LAYER = "tweets"  # the OGC API Features layer of every posts collection (filtered by its "collection")
 DATETIME_RANGE = "2015-01-01T00:00:00Z/2018-12-31T23:59:59Z"
 FAILURE_EXAMPLES = 3  # kept per kind, to say what failed
 
@@ -248,7 +249,8 @@ def valid_call(kind: str, rng: random.Random, t: Targets, session: Session) -> C
         if roll < 0.7:
             params = {"f": "json", "limit": 20, "bbox": ",".join(map(str, _sub_bbox(rng, t.extent)))}
             return Call(kind, False, "GET", "/ogc/collections/patches/items?" + _query(params))
-        return Call(kind, False, "GET", f"/ogc/collections/{t.tweets}/items?" + _query({"f": "json", "limit": 10}))
+        params = {"f": "json", "limit": 10, "collection": t.tweets, "offset": rng.randint(0, 100)}
+        return Call(kind, False, "GET", f"/ogc/collections/{POSTS_LAYER}/items?" + _query(params))
     raise ValueError(f"unknown kind {kind!r}")
 
 
@@ -379,21 +381,25 @@ def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
     return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
 
 
+class MissingData(Exception):
+    """The server lacks what the mix needs (the demo scene's patches, its scene item, posts)."""
+
+
 def discover(client: httpx.Client, collection: str, level: int, tweets: str) -> Targets:
     """Read what the mix points at: patches of one level, the scene item, tiles over it and some posts.
 
     Raises:
-        SystemExit: the collection, its patches, its scene or the posts are missing.
+        MissingData: the collection, its patches, its scene or the posts are missing.
     """
     found = client.post("/stac/search", json={"collections": [collection], "filter-lang": "cql2-json",
                                               "filter": _grid_filter(level), "limit": 500})
     if found.status_code != 200:
-        raise SystemExit(f"cannot search {collection!r}: {found.status_code} {found.text[:300]}")
+        raise MissingData(f"cannot search {collection!r}: {found.status_code} {found.text[:300]}")
     features = found.json()["features"]
     patches = [Patch(f["id"], f["assets"]["thumbnail"]["href"], tuple(f["bbox"]))  # type: ignore[arg-type]
                for f in features if "thumbnail" in f.get("assets", {})]
     if len(patches) < 5:
-        raise SystemExit(f"{collection!r} has {len(patches)} patches at level {level}: is the demo loaded?")
+        raise MissingData(f"{collection!r} has {len(patches)} patches at level {level}: is the demo loaded?")
     parents = {f["properties"].get("eofusion:parent") for f in features}
     scene = next((f["properties"].get("eofusion:scene") for f in features
                   if f["properties"].get("eofusion:scene")), None)
@@ -402,7 +408,7 @@ def discover(client: httpx.Client, collection: str, level: int, tweets: str) -> 
         items = client.get(f"/stac/collections/{collection}/items", params={"limit": 200}).json()["features"]
         scene = next((f["id"] for f in items if f["properties"].get("eofusion:kind") == "scene"), None)
     if scene is None:
-        raise SystemExit(f"no scene item in {collection!r} (patches' parents: {sorted(map(str, parents))[:3]})")
+        raise MissingData(f"no scene item in {collection!r} (patches' parents: {sorted(map(str, parents))[:3]})")
     west = min(p.bbox[0] for p in patches)
     south = min(p.bbox[1] for p in patches)
     east = max(p.bbox[2] for p in patches)
@@ -413,9 +419,9 @@ def discover(client: httpx.Client, collection: str, level: int, tweets: str) -> 
         tiles += [(z, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
     lon, lat = (west + east) / 2, (south + north) / 2
     outside = (11, *_tile_of(lon + 2.0, lat, 11))  # 2 degrees east: open sea, no scene there
-    got = client.get(f"/ogc/collections/{tweets}/items", params={"f": "json", "limit": 200})
+    got = client.get(f"/ogc/collections/{POSTS_LAYER}/items", params={"f": "json", "limit": 200, "collection": tweets})
     if got.status_code != 200 or not got.json().get("features"):
-        raise SystemExit(f"no posts in the {tweets!r} collection ({got.status_code}): start the demo with --tweets")
+        raise MissingData(f"no posts in the {tweets!r} collection ({got.status_code}): start the demo with --tweets")
     posts = []
     for f in got.json()["features"]:
         props, geom = f.get("properties") or {}, f.get("geometry") or {}
@@ -657,7 +663,11 @@ def main(argv: list[str] | None = None) -> int:
         if health.status_code != 200:
             print(f"{args.url}/healthz answered {health.status_code}", file=sys.stderr)
             return 2
-        targets = discover(client, args.collection, args.level, args.tweets)
+        try:
+            targets = discover(client, args.collection, args.level, args.tweets)
+        except MissingData as err:
+            print(err, file=sys.stderr)
+            return 2
 
     memory: dict[str, int] = {}
 
