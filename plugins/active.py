@@ -8,22 +8,23 @@ cached per pool version in this process, so a round reads no descriptors from SQ
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field
 
 from catalog import sessions as store
 from catalog.annotations import AnnotationError, NewAnnotation, add_annotations
 from catalog.labels import get_label
 from eofusion.active import PreparedPool, RoundConfig, prepare_pool, restrict_fine_pool, run_round, score_pool
-from plugins.base import EOFusionProcessor, InputError, pooled_connection, require, writes_data
+from eofusion.errors import InvalidInput, NotFound
+from plugins.base import Bound, Cost, EOFusionProcessor, Ident, ProcessInputs, Weight, pooled_connection
 
-_FEEDBACK_SCHEMA = {"type": "array", "items": {"type": "object", "required": ["item", "positive"], "properties": {
-    "item": {"type": "string"}, "positive": {"type": "boolean"}}}}
 _PATCH = {"type": "object", "properties": {"collection": {"type": "string"}, "item": {"type": "string"},
                                            "score": {"type": "number"}, "quicklook": {"type": "string"}}}
 
@@ -59,7 +60,7 @@ class PoolCache:
         ids, matrix, parents = store.pool_descriptors(conn, pool, descriptor, level)
         if not ids:
             where = f" at level {level}" if level else ""
-            raise InputError(f"pool {pool!r} has no {descriptor!r} descriptors{where}")
+            raise InvalidInput(f"pool {pool!r} has no {descriptor!r} descriptors{where}")
         entry = Pool(ids, {i: n for n, i in enumerate(ids)}, prepare_pool(matrix, config),
                      np.asarray([p or "" for p in parents], dtype=str))
         with self._lock:
@@ -80,24 +81,6 @@ ROUND_METADATA: dict[str, Any] = {
                           "session with a parent session works on the finer patches inside the parent's accepted "
                           "cells (cascaded learning)."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["active learning", "SVM"], "links": [],
-    "inputs": {
-        "session": {"title": "Session id", "schema": {"type": "string", "format": "uuid"}, "minOccurs": 0,
-                    "maxOccurs": 1},
-        "pool": {"title": "Collection to search (new session)", "schema": {"type": "string"}, "minOccurs": 0,
-                 "maxOccurs": 1},
-        "descriptor": {"title": "Descriptor", "schema": {"type": "string", "enum": ["fused", "s1", "s2"]},
-                       "minOccurs": 0, "maxOccurs": 1},
-        "level": {"title": "Grid level (patch size in px)", "schema": {"type": "integer"}, "minOccurs": 0,
-                  "maxOccurs": 1},
-        "parent_session": {"title": "Coarser session whose accepted cells restrict this one",
-                           "schema": {"type": "string", "format": "uuid"}, "minOccurs": 0, "maxOccurs": 1},
-        "feedback": {"title": "Marks", "schema": _FEEDBACK_SCHEMA, "minOccurs": 0, "maxOccurs": 1},
-        "user": {"title": "User", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
-        "n_top": {"title": "Ranked patches to return", "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                  "minOccurs": 0, "maxOccurs": 1},
-        "n_queries": {"title": "Patches to mark next", "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-                      "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"round": {"title": "Ranking and next queries", "schema": {"type": "object", "properties": {
         "session": {"type": "string"}, "round": {"type": "integer"}, "top": {"type": "array", "items": _PATCH},
         "queries": {"type": "array", "items": _PATCH}}}, "contentMediaType": "application/json"}},
@@ -112,35 +95,52 @@ ACCEPT_METADATA: dict[str, Any] = {
                           "marks, never the negative ones) as semantic annotations with a catalogue label (level 1 "
                           "or 2, or user-defined), with provenance. Needs an API key."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["annotations"], "links": [],
-    "inputs": {
-        "session": {"title": "Session id", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
-        "label": {"title": "Catalogue label path", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
-        "min_score": {"title": "Decision threshold", "schema": {"type": "number"}, "minOccurs": 0, "maxOccurs": 1},
-        "user": {"title": "User", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"annotations": {"title": "What was written", "schema": {"type": "object"},
                                 "contentMediaType": "application/json"}},
     "example": {"inputs": {"session": "00000000-0000-0000-0000-000000000000", "label": "Forest"}},
 }
 
 
-def _int(data: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    value = data.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
+Descriptor = Literal["fused", "s1", "s2"]
 
 
-def _marks(data: dict[str, Any]) -> list[tuple[str, bool]]:
-    raw = data.get("feedback") or []
-    if not isinstance(raw, list):
-        raise InputError("feedback must be a list of {item, positive}")
-    marks = []
-    for m in raw:
-        if not isinstance(m, dict) or not isinstance(m.get("item"), str) or not isinstance(m.get("positive"), bool):
-            raise InputError(f"each feedback entry is {{'item': str, 'positive': bool}}, got {m!r}")
-        marks.append((m["item"], m["positive"]))
-    return marks
+class Mark(ProcessInputs):
+    """One relevance-feedback mark."""
+
+    item: Annotated[Ident, Field(title="Patch item id")]
+    positive: Annotated[bool, Field(title="Relevant (true) or not (false)")]
+
+
+class RoundInputs(ProcessInputs):
+    """Inputs of ``active-learning-round``."""
+
+    session: Annotated[uuid.UUID | None, Field(title="Session id")] = None
+    pool: Annotated[Ident | None, Field(title="Collection to search (new session)")] = None
+    descriptor: Annotated[Descriptor | None, Field(title="Descriptor")] = None
+    level: Annotated[int | None, Field(title="Grid level (patch size in px)", ge=1)] = None
+    parent_session: Annotated[uuid.UUID | None, Field(
+        title="Coarser session whose accepted cells restrict this one")] = None
+    feedback: Annotated[list[Mark], Bound("marks_per_round"), Field(title="Marks")] = []
+    user: Annotated[Ident | None, Field(title="User")] = None
+    n_top: Annotated[int, Field(title="Ranked patches to return", ge=1), Bound("page_limit", cap=1000)] = 50
+    n_queries: Annotated[int, Field(title="Patches to mark next", ge=1, le=100)] = 10
+
+
+class AcceptInputs(ProcessInputs):
+    """Inputs of ``accept-annotations``."""
+
+    session: Annotated[uuid.UUID, Field(title="Session id")]
+    label: Annotated[Ident, Field(title="Catalogue label path")]
+    min_score: Annotated[float, Field(title="Decision threshold")] = 0.0
+    user: Annotated[Ident | None, Field(title="User")] = None
+
+
+def _session(conn: Any, session_id: uuid.UUID, lock: bool = False) -> store.Session:
+    """A session by its (valid) id; an unknown one is a 404."""
+    try:
+        return store.get_session(conn, session_id, lock=lock)
+    except store.SessionError as err:
+        raise NotFound(str(err)) from err
 
 
 def _quicklooks(conn: Any, pool: str, ids: list[str]) -> dict[str, str]:
@@ -160,38 +160,40 @@ def _accepted_cells(conn: Any, url: str, parent: store.Session, config: RoundCon
     return positives - {i for i, pos in parent.feedback.items() if not pos}
 
 
-@writes_data("active-learning-round")  # it stores the user's marks and the round
-class ActiveLearningRoundProcessor(EOFusionProcessor):
+class ActiveLearningRoundProcessor(EOFusionProcessor[RoundInputs]):
     """One relevance-feedback round."""
+
+    inputs_model = RoundInputs
+    read_only = False  # it stores the user's marks and the round's model
+    cost = Cost(Weight.LIGHT, "one SVM fit on the marks and one scoring pass over a cached pool")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, ROUND_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: RoundInputs) -> tuple[str, Any]:
         """Record feedback, run the round, return ranking and queries."""
-        config = RoundConfig(n_top=_int(data, "n_top", 50, 1, 1000), n_queries=_int(data, "n_queries", 10, 1, 100))
-        marks = _marks(data)
-        user = data.get("user")
+        config = RoundConfig(n_top=inputs.n_top, n_queries=inputs.n_queries)
+        marks = [(m.item, m.positive) for m in inputs.feedback]
+        user = inputs.user
         with pooled_connection(self.database_url) as conn:
+            session = self._session(conn, inputs)
             try:
-                session = self._session(conn, data, user)
                 if not marks and not any(session.feedback.values()):
-                    raise InputError("feedback is empty: mark at least one positive patch to start the session")
+                    raise InvalidInput("feedback is empty: mark at least one positive patch to start the session")
                 round_no = session.rounds + 1
                 store.add_feedback(conn, session, marks, round_no, user)
             except store.SessionError as err:
-                raise InputError(str(err)) from err
+                raise InvalidInput(str(err)) from err
             # Progress is a job-table write: only worth it when the pool must be read (seconds), not
             # for a warm round of a few hundred milliseconds.
             pool = POOLS.get(conn, self.database_url, session.pool, session.descriptor, session.level, config,
                              on_miss=lambda: self.progress(30, "loading the pool"))
             allowed = np.arange(len(pool.ids))
             if session.parent_id is not None:
-                accepted = _accepted_cells(conn, self.database_url, store.get_session(conn, session.parent_id),
-                                           config)
+                accepted = _accepted_cells(conn, self.database_url, _session(conn, session.parent_id), config)
                 allowed = restrict_fine_pool(np.asarray(sorted(accepted), dtype=str), pool.parents)
                 if allowed.size == 0:
-                    raise InputError("the parent session accepted no cell: nothing to refine at this level")
+                    raise InvalidInput("the parent session accepted no cell: nothing to refine at this level")
             sub = pool.prepared if allowed.size == len(pool.ids) else PreparedPool(
                 pool.prepared.features[allowed], pool.prepared.feature_map, pool.prepared.sq_norms[allowed])
             # The whole pool: reuse the cached id index (a 340k-entry dict per round costs ~0.1 s).
@@ -199,7 +201,7 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
                 pool.ids[g]: n for n, g in enumerate(allowed.tolist())}
             outside = [i for i in session.feedback if i not in local]
             if outside:
-                raise InputError(f"marked items outside this session's pool: {', '.join(outside[:10])}")
+                raise InvalidInput(f"marked items outside this session's pool: {', '.join(outside[:10])}")
             pos = [local[i] for i, p in session.feedback.items() if p]
             neg = [local[i] for i, p in session.feedback.items() if not p]
             result = run_round(sub, pos, neg, config)
@@ -221,21 +223,22 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
             "top": patches(result.top_indices, result.top_scores),
             "queries": patches(result.query_indices, result.query_scores), "metrics": metrics}
 
-    def _session(self, conn: Any, data: dict[str, Any], user: Any) -> store.Session:
-        if data.get("session"):
-            session = store.get_session(conn, str(data["session"]), lock=True)  # rounds of a session in turn
-            if data.get("pool") and data["pool"] != session.pool:
-                raise InputError(f"session {session.id} works on pool {session.pool!r}, not {data['pool']!r}")
+    def _session(self, conn: Any, inputs: RoundInputs) -> store.Session:
+        if inputs.session is not None:
+            session = _session(conn, inputs.session, lock=True)  # rounds of a session in turn
+            if inputs.pool and inputs.pool != session.pool:
+                raise InvalidInput(f"session {session.id} works on pool {session.pool!r}, not {inputs.pool!r}")
             return session
-        pool = data.get("pool")
-        if not isinstance(pool, str):
-            raise InputError("give a session, or a pool (collection) to start one")
-        descriptor = data.get("descriptor") or self._default_descriptor(conn, pool)
-        level = data.get("level")
-        if level is not None and (not isinstance(level, int) or level <= 0):
-            raise InputError(f"level must be a positive integer, got {level!r}")
-        parent = data.get("parent_session")
-        return store.create_session(conn, pool, descriptor, level, parent, user)
+        pool = inputs.pool
+        if pool is None:
+            raise InvalidInput("give a session, or a pool (collection) to start one")
+        descriptor = inputs.descriptor or self._default_descriptor(conn, pool)
+        if inputs.parent_session is not None:
+            _session(conn, inputs.parent_session)  # an unknown parent is a 404
+        try:
+            return store.create_session(conn, pool, descriptor, inputs.level, inputs.parent_session, inputs.user)
+        except store.SessionError as err:
+            raise InvalidInput(str(err)) from err
 
     @staticmethod
     def _default_descriptor(conn: Any, pool: str) -> str:
@@ -244,33 +247,30 @@ class ActiveLearningRoundProcessor(EOFusionProcessor):
         for kind, n in zip(("fused", "s2", "s1"), row or (0, 0, 0), strict=True):
             if n:
                 return kind
-        raise InputError(f"collection {pool!r} has no patch descriptors (unknown collection or nothing ingested)")
+        raise InvalidInput(f"collection {pool!r} has no patch descriptors (unknown collection or nothing ingested)")
 
 
-@writes_data("accept-annotations")
-class AcceptAnnotationsProcessor(EOFusionProcessor):
+class AcceptAnnotationsProcessor(EOFusionProcessor[AcceptInputs]):
     """Write a session's result as semantic annotations."""
+
+    inputs_model = AcceptInputs
+    read_only = False  # it writes annotation rows and the session's state
+    cost = Cost(Weight.LIGHT, "one scoring pass over a cached pool and one bulk insert")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, ACCEPT_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: AcceptInputs) -> tuple[str, Any]:
         """Annotate the predicted positives (and positive marks) with the label."""
-        label_path = require(data, "label", str)
-        min_score = data.get("min_score", 0.0)
-        if not isinstance(min_score, (int, float)):
-            raise InputError("min_score must be a number")
+        label_path, min_score = inputs.label, inputs.min_score
         with self.connect() as conn:
-            try:
-                session = store.get_session(conn, str(require(data, "session", str)))
-            except store.SessionError as err:
-                raise InputError(str(err)) from err
+            session = _session(conn, inputs.session)
             label = get_label(conn, label_path)
             if label is None:
-                raise InputError(f"label {label_path!r} is not in the catalogue (add it with create-label first)")
+                raise InvalidInput(f"label {label_path!r} is not in the catalogue (add it with create-label first)")
             round_no, model = store.latest_model(conn, session)
             if model is None:
-                raise InputError(f"session {session.id} has no round yet: run active-learning-round first")
+                raise InvalidInput(f"session {session.id} has no round yet: run active-learning-round first")
             pool = POOLS.get(conn, self.database_url, session.pool, session.descriptor, session.level, RoundConfig())
             scores = score_pool(model, pool.prepared)
             chosen = {pool.ids[i]: float(scores[i]) for i in np.flatnonzero(scores > min_score)}
@@ -279,13 +279,13 @@ class AcceptAnnotationsProcessor(EOFusionProcessor):
                     chosen.setdefault(item, float(scores[pool.index[item]]) if item in pool.index else float("nan"))
                 else:
                     chosen.pop(item, None)
-            user = data.get("user")
+            user = inputs.user
             try:
                 n = add_annotations(conn, [NewAnnotation(session.pool, item, label.path, user, session.id, round_no,
                                                          None if score != score else score)
                                            for item, score in sorted(chosen.items())])
             except AnnotationError as err:
-                raise InputError(str(err)) from err
+                raise InvalidInput(str(err)) from err
             conn.execute("UPDATE eofusion.sessions SET state = 'accepted' WHERE id = %s", (session.id,))
             conn.commit()
         return "application/json", {"session": str(session.id), "label": label.path, "round": round_no,

@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import geopandas as gpd
 import numpy as np
 import rasterio
 import shapely
+from pydantic import Field
 from rasterio.transform import Affine
 
-from plugins.base import EOFusionProcessor, InputError, require, writes_data
+from eofusion.errors import InvalidInput
+from eofusion.paths import inside, safe_name
+from plugins.base import Cost, EOFusionProcessor, Ident, ProcessInputs, Weight
 
 EXPORT_METADATA: dict[str, Any] = {
     "version": "0.1.0", "id": "export",
@@ -24,11 +27,6 @@ EXPORT_METADATA: dict[str, Any] = {
                           "table, legend in the band metadata and a JSON sidecar) and STAC label items."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["export", "GeoTIFF", "GeoPackage"],
     "links": [],
-    "inputs": {
-        "collection": {"title": "Annotated collection", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
-        "label": {"title": "Only this label (and its level-2 children)", "schema": {"type": "string"},
-                  "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"files": {"title": "Exported files", "schema": {"type": "object"},
                           "contentMediaType": "application/json"}},
     "example": {"inputs": {"collection": "eurosat"}},
@@ -40,24 +38,31 @@ def _hex_rgb(color: str | None) -> tuple[int, int, int, int]:
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16), 255
 
 
-@writes_data("export")  # it writes files on the server
-class ExportProcessor(EOFusionProcessor):
+class ExportInputs(ProcessInputs):
+    """Inputs of ``export``."""
+
+    collection: Annotated[Ident, Field(title="Annotated collection")]
+    label: Annotated[Ident | None, Field(title="Only this label (and its level-2 children)")] = None
+
+
+class ExportProcessor(EOFusionProcessor[ExportInputs]):
     """Annotations to GeoPackage, GeoTIFF label maps and STAC label items."""
+
+    inputs_model = ExportInputs
+    read_only = False  # it writes files under files/exports
+    cost = Cost(Weight.HEAVY, "writes a GeoPackage and one GeoTIFF per annotated scene")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, EXPORT_METADATA)
         self.files_dir = Path(processor_def["files_dir"])
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: ExportInputs) -> tuple[str, Any]:
         """Write the files and return their URLs (under /files)."""
-        collection = require(data, "collection", str)
-        label = data.get("label")
-        if label is not None and not isinstance(label, str):
-            raise InputError("label must be a catalogue path")
+        collection, label = inputs.collection, inputs.label
         with self.connect() as conn:
             if label is not None and conn.execute("SELECT 1 FROM eofusion.labels WHERE lower(path) = lower(%s)",
                                                   (label,)).fetchone() is None:
-                raise InputError(f"label {label!r} is not in the catalogue")
+                raise InvalidInput(f"label {label!r} is not in the catalogue")
             rows = conn.execute(
                 "SELECT a.item_id, l.id, l.path, l.color, a.score, a.session_id::text, a.user_id, "
                 "ST_AsBinary(a.geometry), i.content->'properties'->>'eofusion:scene', "
@@ -74,7 +79,11 @@ class ExportProcessor(EOFusionProcessor):
                 "content->'properties'->>'eofusion:kind' = 'scene'", (collection,))}
         if not rows:
             which = f" with label {label!r}" if label else ""
-            raise InputError(f"no annotations in collection {collection!r}{which}")
+            raise InvalidInput(f"no annotations in collection {collection!r}{which}")
+        # Scene ids name label-map files: check them all before writing anything.
+        for r in rows:
+            if r[8] and r[8] in scenes:
+                safe_name(r[8], "scene id")
         out = self.files_dir / "exports" / uuid.uuid4().hex
         out.mkdir(parents=True)
         codes = {path: n for n, path in enumerate(sorted({r[2] for r in rows}), start=1)}
@@ -123,7 +132,7 @@ class ExportProcessor(EOFusionProcessor):
                 take = best[window] <= score if r[9] == fine else np.ones_like(grid[window], dtype=bool)
                 grid[window] = np.where(take, codes[r[2]], grid[window])
                 best[window] = np.where(take, score, best[window])
-            path = out / f"{sid}_labels.tif"
+            path = inside(out, f"{safe_name(sid, 'scene id')}_labels.tif", "label map")
             profile = {"driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1,
                        "dtype": "uint8", "crs": props["proj:code"], "nodata": 0, "compress": "DEFLATE",
                        "transform": t * Affine.scale(fine)}

@@ -14,24 +14,26 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import Field, StringConstraints
 
 from catalog import hashing as hash_store
 from catalog import model_items
 from catalog import text2patch as text_store
 from catalog.hashing import LabelSource
 from catalog.sessions import pool_descriptors
+from eofusion.errors import InvalidInput, NotFound
 from eofusion.evaluation.retrieval import precision_at_k
 from eofusion.hashing import DeepHasher, HashingConfig, hamming_distances, pairwise_distances, train_hashing
 from eofusion.hashing.evaluate import ap_at_k
+from eofusion.paths import inside, safe_name
 from eofusion.text2patch import Text2PatchConfig, Text2PatchModel, build_vocabulary, readable_name, train_text2patch
-from plugins.base import EOFusionProcessor, InputError, require, writes_data
+from plugins.base import Bound, Cost, EOFusionProcessor, FileSafeId, I, Ident, ProcessInputs, Weight
 
 KINDS = ("fused", "s1", "s2")
 LABEL_SOURCES = ("ground_truth", "annotations", "both")
@@ -44,22 +46,44 @@ K = 10  # cut-off of the held-out metrics
 MONITOR_BUDGET = 3e7
 _MONITOR_ITEMS = 4096
 
-_COMMON_INPUTS: dict[str, Any] = {
-    "collection": {"title": "Collection to index (its labelled patches train the model)",
-                   "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
-    "descriptor": {"title": "Descriptor the model reads (default: the richest the collection has)",
-                   "schema": {"type": "string", "enum": list(KINDS)}, "minOccurs": 0, "maxOccurs": 1},
-    "epochs": {"title": "Training epochs", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_EPOCHS,
-                                                      "default": 300}, "minOccurs": 0, "maxOccurs": 1},
-    "labels": {"title": "Labels to learn from: ground truth, annotations or both (several per patch allowed)",
-               "schema": {"type": "string", "enum": list(LABEL_SOURCES), "default": "ground_truth"},
-               "minOccurs": 0, "maxOccurs": 1},
-    "holdout": {"title": "Share of the labelled patches kept out of training and evaluated",
-                "schema": {"type": "number", "minimum": 0, "maximum": 0.9, "default": 0}, "minOccurs": 0,
-                "maxOccurs": 1},
-    "seed": {"title": "Random seed (split, weights)", "schema": {"type": "integer", "default": 0}, "minOccurs": 0,
-             "maxOccurs": 1},
-}
+Descriptor = Literal["fused", "s1", "s2"]
+Bits = Literal[32, 64, 128]
+if set(get_args(Bits)) != set(hash_store.BITS):  # one list of code lengths: the catalogue's
+    raise ImportError(f"plugins.hashing offers {get_args(Bits)} bits, catalog.hashing stores {hash_store.BITS}")
+
+
+class TrainingInputs(ProcessInputs):
+    """Inputs both training processes take."""
+
+    # The collection id is part of the model's item id, which names its weights file.
+    collection: Annotated[FileSafeId, Field(title="Collection to index (its labelled patches train the model)")]
+    descriptor: Annotated[Descriptor | None, Field(
+        title="Descriptor the model reads (default: the richest the collection has)")] = None
+    epochs: Annotated[int, Field(title="Training epochs", ge=1, le=MAX_EPOCHS)] = 300
+    labels: Annotated[LabelSource, Field(
+        title="Labels to learn from: ground truth, annotations or both (several per patch allowed)")] = "ground_truth"
+    holdout: Annotated[float, Field(title="Share of the labelled patches kept out of training and evaluated",
+                                    ge=0, le=0.9)] = 0.0
+    seed: Annotated[int, Field(title="Random seed (split, weights)", ge=0, le=2**31 - 1)] = 0
+
+
+class HashingInputs(TrainingInputs):
+    """Inputs of ``train-hashing``."""
+
+    bits: Annotated[Bits, Field(title="Code length K")] = 64
+    label_level: Annotated[Literal[1, 2], Field(
+        title="Catalogue level of the labels (1: level-1 classes; 2: finest label)")] = 2
+
+
+class TextSearchInputs(ProcessInputs):
+    """Inputs of ``text-search``."""
+
+    collection: Annotated[Ident, Field(title="Collection")]
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), Bound("text_chars"),
+                    Field(title="Query text")]
+    limit: Annotated[int, Field(title="Patches to return", ge=1), Bound("page_limit", cap=1000)] = 10
+
+
 _TRAINED_OUTPUT = {"title": "The stored model", "schema": {"type": "object", "properties": {
     "model": {"type": "string"}, "item": {"type": "string"}, "metrics": {"type": "object"}}},
     "contentMediaType": "application/json"}
@@ -75,12 +99,6 @@ HASHING_METADATA: dict[str, Any] = {
                           "one for POST /stac/search with descriptor 'hash'. Needs an API key."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["deep hashing", "similarity search"],
     "links": [],
-    "inputs": {**_COMMON_INPUTS,
-               "bits": {"title": "Code length K", "schema": {"type": "integer", "enum": list(hash_store.BITS),
-                                                             "default": 64}, "minOccurs": 0, "maxOccurs": 1},
-               "label_level": {"title": "Catalogue level of the labels (1: level-1 classes; 2: finest label)",
-                               "schema": {"type": "integer", "enum": [1, 2], "default": 2}, "minOccurs": 0,
-                               "maxOccurs": 1}},
     "outputs": {"model": _TRAINED_OUTPUT},
     "example": {"inputs": {"collection": "eurosat", "descriptor": "s2", "bits": 64, "epochs": 300}},
 }
@@ -95,7 +113,7 @@ TEXT2PATCH_METADATA: dict[str, Any] = {
                           "'models' collection. It then ranks patches for q_semantic in POST /stac/search and for "
                           "the text-search process. Needs an API key."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["text to image", "similarity search"],
-    "links": [], "inputs": dict(_COMMON_INPUTS), "outputs": {"model": _TRAINED_OUTPUT},
+    "links": [], "outputs": {"model": _TRAINED_OUTPUT},
     "example": {"inputs": {"collection": "eurosat", "descriptor": "s2", "epochs": 300}},
 }
 
@@ -105,13 +123,6 @@ TEXT_SEARCH_METADATA: dict[str, Any] = {
     "description": {"en": "Ranks a collection's patches for a free-text query ('sea', 'dense forest', 'a river "
                           "crossing fields') with the collection's text-to-patch model (train-text2patch)."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["text search"], "links": [],
-    "inputs": {
-        "collection": {"title": "Collection", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
-        "text": {"title": "Query text", "schema": {"type": "string", "minLength": 1, "maxLength": 1000},
-                 "minOccurs": 1, "maxOccurs": 1},
-        "limit": {"title": "Patches to return", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
-                                                           "default": 10}, "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"results": {"title": "Patches, best first", "schema": {"type": "object"},
                             "contentMediaType": "application/json"}},
     "example": {"inputs": {"collection": "eurosat", "text": "sea", "limit": 10}},
@@ -121,48 +132,27 @@ TEXT_SEARCH_METADATA: dict[str, Any] = {
 # -- inputs -------------------------------------------------------------------------------------------------------
 
 
-def _int(data: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    value = data.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
-
-
-def _choice(data: dict[str, Any], name: str, default: Any, allowed: tuple[Any, ...]) -> Any:
-    value = data.get(name, default)
-    if value not in allowed or isinstance(value, bool):
-        raise InputError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-    return value
-
-
-def _holdout(data: dict[str, Any]) -> float:
-    value = data.get("holdout", 0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 0.9:
-        raise InputError(f"holdout must be a number in [0, 0.9], got {value!r}")
-    return float(value)
-
-
-def _descriptor(conn: Any, collection: str, data: dict[str, Any]) -> str:
-    if data.get("descriptor") is not None:
-        return str(_choice(data, "descriptor", None, KINDS))
+def _descriptor(conn: Any, collection: str, given: str | None) -> str:
+    if given is not None:
+        return given
     row = conn.execute("SELECT count(fused), count(s2), count(s1) FROM eofusion.descriptors WHERE collection = %s",
                        (collection,)).fetchone()
     for kind, n in zip(("fused", "s2", "s1"), row or (0, 0, 0), strict=True):
         if n:
             return kind
-    raise InputError(f"collection {collection!r} has no patch descriptors (unknown collection or nothing ingested)")
+    raise InvalidInput(f"collection {collection!r} has no patch descriptors (unknown collection or nothing ingested)")
 
 
 def _check_collection(conn: Any, collection: str) -> None:
     if conn.execute("SELECT 1 FROM pgstac.collections WHERE id = %s", (collection,)).fetchone() is None:
-        raise InputError(f"collection {collection!r} does not exist")
+        raise NotFound(f"collection {collection!r} does not exist")
 
 
-def _no_labels(collection: str, source: str) -> InputError:
+def _no_labels(collection: str, source: str) -> InvalidInput:
     what = {"ground_truth": "no ground truth (eofusion.ground_truth)", "annotations": "no annotations",
             "both": "neither ground truth nor annotations"}[source]
     hint = " (train on annotations with labels='annotations')" if source == "ground_truth" else ""
-    return InputError(f"collection {collection!r} has {what}{hint}: nothing to learn from")
+    return InvalidInput(f"collection {collection!r} has {what}{hint}: nothing to learn from")
 
 
 def _split(labels: list[frozenset[str]], holdout: float, seed: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -189,11 +179,11 @@ def _labelled(conn: Any, collection: str, kind: str, labels: dict[str, set[str]]
     """All items with the descriptor, their matrix, and the positions and label sets of the labelled ones."""
     ids, matrix, _ = pool_descriptors(conn, collection, kind)
     if not ids:
-        raise InputError(f"collection {collection!r} has no {kind!r} descriptors")
+        raise InvalidInput(f"collection {collection!r} has no {kind!r} descriptors")
     pos = [i for i, item in enumerate(ids) if item in labels]
     sets = [frozenset(labels[ids[i]]) for i in pos]
     if len(pos) < 2 or len(set().union(*sets)) < 2:
-        raise InputError(f"collection {collection!r} has {len(pos)} labelled items with {kind!r} descriptors and "
+        raise InvalidInput(f"collection {collection!r} has {len(pos)} labelled items with {kind!r} descriptors and "
                          f"{len(set().union(*sets)) if sets else 0} distinct label(s): training needs at least two "
                          "items and two labels")
     return ids, matrix, pos, sets
@@ -237,12 +227,14 @@ def _stamp() -> tuple[datetime, str]:
 
 
 def _write_weights(files_dir: Path, item_id: str, blob: bytes) -> str:
+    name = f"{safe_name(item_id, 'model item id')}.pt"
     folder = files_dir / "models"
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{item_id}.pt.tmp"
+    target = inside(folder, name, "weights file")
+    tmp = inside(folder, f".{name}.tmp", "weights file")
     tmp.write_bytes(blob)
-    tmp.replace(folder / f"{item_id}.pt")  # readers of /files never see half a file
-    return f"{item_id}.pt"
+    tmp.replace(target)  # readers of /files never see half a file
+    return name
 
 
 # -- held-out evaluation ------------------------------------------------------------------------------------------
@@ -307,29 +299,11 @@ def text2patch_precision(model: Text2PatchModel, x: NDArray[np.float32], labels:
 # -- processes ----------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrainingInputs:
-    """Inputs both training processes take (validated)."""
+class _TrainingProcessor(EOFusionProcessor[I]):
+    """Shared parts of the training processes: both write models, codes and a weights file."""
 
-    collection: str
-    epochs: int
-    source: LabelSource
-    holdout: float
-    seed: int
-
-    @classmethod
-    def parse(cls, data: dict[str, Any]) -> TrainingInputs:
-        """Validate the common inputs; 400 (InputError) with the reason when one is wrong."""
-        inputs = cls(collection=require(data, "collection", str), epochs=_int(data, "epochs", 300, 1, MAX_EPOCHS),
-                     source=_choice(data, "labels", "ground_truth", LABEL_SOURCES), holdout=_holdout(data),
-                     seed=_int(data, "seed", 0, 0, 2**31 - 1))
-        if data.get("descriptor") is not None:
-            _choice(data, "descriptor", None, KINDS)
-        return inputs
-
-
-class _TrainingProcessor(EOFusionProcessor):
-    """Shared input handling of the training processes."""
+    read_only = False  # model rows, codes or embeddings, a STAC item and a weights file under files/models
+    cost = Cost(Weight.HEAVY, "trains a network for up to 2000 epochs, then encodes every patch")
 
     def __init__(self, processor_def: dict[str, Any], metadata: dict[str, Any]) -> None:
         super().__init__(processor_def, metadata)
@@ -340,23 +314,22 @@ class _TrainingProcessor(EOFusionProcessor):
         return lambda frac, msg: self.progress(lo + (hi - lo) * frac, msg)
 
 
-@writes_data("train-hashing")
-class TrainHashingProcessor(_TrainingProcessor):
+class TrainHashingProcessor(_TrainingProcessor[HashingInputs]):
     """Train, store and publish a deep-hashing model of a collection."""
+
+    inputs_model = HashingInputs
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, HASHING_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: HashingInputs) -> tuple[str, Any]:
         """Train on the labelled patches, encode the collection, store and publish; returns ids and metrics."""
-        common = TrainingInputs.parse(data)
-        collection, epochs, source, holdout, seed = (common.collection, common.epochs, common.source, common.holdout,
-                                                     common.seed)
-        bits = _choice(data, "bits", 64, hash_store.BITS)
-        level = _choice(data, "label_level", 2, (1, 2))
+        collection, epochs, source, holdout, seed = (inputs.collection, inputs.epochs, inputs.labels, inputs.holdout,
+                                                     inputs.seed)
+        bits, level = inputs.bits, inputs.label_level
         with self.connect() as conn:
             _check_collection(conn, collection)
-            kind = _descriptor(conn, collection, data)
+            kind = _descriptor(conn, collection, inputs.descriptor)
             self.progress(12, "reading labels and descriptors")
             labels = hash_store.training_labels(conn, collection, source, level)
             if not labels:
@@ -407,23 +380,23 @@ class TrainHashingProcessor(_TrainingProcessor):
             "metrics": {**metrics, "loss": history.loss[-1]}}
 
 
-@writes_data("train-text2patch")
-class TrainText2PatchProcessor(_TrainingProcessor):
+class TrainText2PatchProcessor(_TrainingProcessor[TrainingInputs]):
     """Train, store and publish a text-to-patch model of a collection."""
+
+    inputs_model = TrainingInputs
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, TEXT2PATCH_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: TrainingInputs) -> tuple[str, Any]:
         """Train on labelled patches and label texts, embed the collection, store and publish."""
         from eofusion.text2patch.encoder import default_encoder
 
-        common = TrainingInputs.parse(data)
-        collection, epochs, source, holdout, seed = (common.collection, common.epochs, common.source, common.holdout,
-                                                     common.seed)
+        collection, epochs, source, holdout, seed = (inputs.collection, inputs.epochs, inputs.labels, inputs.holdout,
+                                                     inputs.seed)
         with self.connect() as conn:
             _check_collection(conn, collection)
-            kind = _descriptor(conn, collection, data)
+            kind = _descriptor(conn, collection, inputs.descriptor)
             self.progress(12, "reading labels and descriptors")
             classes, texts = text_store.training_classes(conn, collection, source)
             if not classes:
@@ -472,19 +445,19 @@ class TrainText2PatchProcessor(_TrainingProcessor):
             "metrics": {**metrics, "loss": history.loss[-1]}}
 
 
-class TextSearchProcessor(EOFusionProcessor):
+class TextSearchProcessor(EOFusionProcessor[TextSearchInputs]):
     """Patches of a collection ranked for a free-text query."""
+
+    inputs_model = TextSearchInputs
+    read_only = True  # it reads the model and the patch embeddings
+    cost = Cost(Weight.LIGHT, "embeds one sentence and runs one nearest-neighbour query")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, TEXT_SEARCH_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: TextSearchInputs) -> tuple[str, Any]:
         """Rank with the collection's active text-to-patch model."""
-        collection = require(data, "collection", str)
-        text = require(data, "text", str).strip()
-        if not text or len(text) > 1000:
-            raise InputError("text must hold 1 to 1000 characters")
-        limit = _int(data, "limit", 10, 1, 1000)
+        collection, text, limit = inputs.collection, inputs.text, inputs.limit
         # pygeoapi runs processes in a worker thread without a running event loop: the search (shared with the
         # STAC API, on asyncpg) runs in a loop of its own.
         return "application/json", asyncio.run(self._search(collection, text, limit))
@@ -498,7 +471,7 @@ class TextSearchProcessor(EOFusionProcessor):
         try:
             stored = await text_store.active_text2patch_model_async(conn, collection)
             if stored is None:
-                raise InputError(f"collection {collection!r} has no text-to-patch model: train one with the "
+                raise InvalidInput(f"collection {collection!r} has no text-to-patch model: train one with the "
                                  "train-text2patch process")
             model = await text_store.load_text2patch(conn, stored)
             where = await where_clause(conn, {"collections": [collection]})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
 
 from catalog import labels
-from plugins.base import EOFusionProcessor, InputError, require, writes_data
+from eofusion.errors import InvalidInput
+from plugins.base import Cost, EOFusionProcessor, Ident, ProcessInputs, Weight
 
 _LABEL_SCHEMA = {
     "type": "object",
@@ -26,12 +29,6 @@ LIST_METADATA: dict[str, Any] = {
     "jobControlOptions": ["sync-execute", "async-execute"],
     "keywords": ["labels", "catalogue", "CORINE"],
     "links": [],
-    "inputs": {
-        "level": {"title": "Level", "description": "1 or 2; all levels when absent.",
-                  "schema": {"type": "integer", "enum": [1, 2]}, "minOccurs": 0, "maxOccurs": 1},
-        "parent": {"title": "Level-1 class", "description": "Only the labels under this class.",
-                   "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"labels": {"title": "Labels", "schema": {"type": "array", "items": _LABEL_SCHEMA},
                            "contentMediaType": "application/json"}},
     "example": {"inputs": {"level": 1}},
@@ -45,52 +42,63 @@ CREATE_METADATA: dict[str, Any] = {
     "jobControlOptions": ["sync-execute", "async-execute"],
     "keywords": ["labels"],
     "links": [],
-    "inputs": {
-        "parent": {"title": "Level-1 class", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
-        "name": {"title": "Name", "schema": {"type": "string", "maxLength": 80}, "minOccurs": 1, "maxOccurs": 1},
-        "description": {"title": "Description", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"label": {"title": "The new label", "schema": _LABEL_SCHEMA,
                           "contentMediaType": "application/json"}},
     "example": {"inputs": {"parent": "Water Bodies", "name": "Flooded fields"}},
 }
 
 
-class ListLabelsProcessor(EOFusionProcessor):
+class ListLabelsInputs(ProcessInputs):
+    """Inputs of ``list-labels``."""
+
+    level: Annotated[Literal[1, 2] | None, Field(title="Level", description="1 or 2; all levels when absent.")] = None
+    parent: Annotated[Ident | None, Field(title="Level-1 class",
+                                          description="Only the labels under this class.")] = None
+
+
+class CreateLabelInputs(ProcessInputs):
+    """Inputs of ``create-label``."""
+
+    parent: Annotated[Ident, Field(title="Level-1 class")]
+    name: Annotated[str, StringConstraints(max_length=80), Field(title="Name")]
+    description: Annotated[str | None, StringConstraints(max_length=2000), Field(title="Description")] = None
+
+
+class ListLabelsProcessor(EOFusionProcessor[ListLabelsInputs]):
     """List the label catalogue."""
+
+    inputs_model = ListLabelsInputs
+    read_only = True
+    cost = Cost(Weight.LIGHT, "reads the label table (tens of rows)")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, LIST_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: ListLabelsInputs) -> tuple[str, Any]:
         """Return the labels as JSON."""
-        level = data.get("level")
-        if level is not None and level not in (1, 2):
-            raise InputError(f"level must be 1 or 2, got {level!r}")
-        parent = data.get("parent")
         with self.connect() as conn:
-            if parent is not None and labels.get_label(conn, str(parent)) is None:
-                raise InputError(f"unknown level-1 class {parent!r}")
-            found = labels.list_labels(conn, level=level, parent=parent)
+            if inputs.parent is not None and labels.get_label(conn, inputs.parent) is None:
+                raise InvalidInput(f"unknown level-1 class {inputs.parent!r}")
+            found = labels.list_labels(conn, level=inputs.level, parent=inputs.parent)
         return "application/json", {"id": "labels", "labels": [lab.to_dict() for lab in found]}
 
 
-@writes_data("create-label")
-class CreateLabelProcessor(EOFusionProcessor):
+class CreateLabelProcessor(EOFusionProcessor[CreateLabelInputs]):
     """Add a user-defined level-2 label."""
+
+    inputs_model = CreateLabelInputs
+    read_only = False  # it adds a row to the catalogue
+    cost = Cost(Weight.LIGHT, "one insert")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, CREATE_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: CreateLabelInputs) -> tuple[str, Any]:
         """Create the label and return it."""
-        parent = require(data, "parent", str)
-        name = require(data, "name", str)
-        description = data.get("description") or ""
         with self.connect() as conn:
             try:
-                label = labels.create_label(conn, parent, name, str(description))
+                label = labels.create_label(conn, inputs.parent, inputs.name, inputs.description or "")
             except labels.LabelError as err:
-                raise InputError(str(err)) from err
+                raise InvalidInput(str(err)) from err
             conn.commit()
         return "application/json", {"id": "label", "label": label.to_dict()}

@@ -6,19 +6,21 @@ import base64
 import binascii
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlparse
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 import numpy as np
 from numpy.typing import NDArray
-from pygeoapi.process.base import ProcessorExecuteError
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from catalog import tweet_images, tweet_search
-from eofusion.config import Settings
+from eofusion.errors import Conflict, InvalidInput, NotFound
 from eofusion.fusion import fusers
 from eofusion.fusion.base import RankedList
+from eofusion.paths import inside
 from eofusion.social.embedding import TextEmbedder, UnknownEmbedderError, embedder_names, get_embedder
 from eofusion.social.image import (
+    NOT_FOUND,
     ImageError,
     ImageFeatureExtractor,
     ImageLimits,
@@ -26,17 +28,21 @@ from eofusion.social.image import (
     decode_image,
     read_image,
 )
-from plugins.base import EOFusionProcessor, InputError, require
+from plugins.base import Bound, Cost, EOFusionProcessor, Ident, ProcessInputs, Weight
 
-MODALITIES = ("text", "embedding", "time", "place", "image", "concepts")
+Modality = Literal["text", "embedding", "time", "place", "image", "concepts"]
+MODALITIES: tuple[Modality, ...] = ("text", "embedding", "time", "place", "image", "concepts")
 #: The fusers the process offers: the tensor method of the EOPEN papers and the usual baselines.
-METHODS = ("tensor", "rrf", "combsum", "combmnz")
+Method = Literal["tensor", "rrf", "combsum", "combmnz"]
+METHODS: tuple[Method, ...] = ("tensor", "rrf", "combsum", "combmnz")
 #: Each modality's list depth before fusion: the usual TREC fusion depth. The lists of four modalities barely
 #: overlap at the depth of the results, and fusion then only interleaves them (bench/late_fusion_eval.py).
 DEFAULT_DEPTH = 1000
 #: A query photo in a request: smaller caps than at ingest, since anyone may send one.
 REQUEST_IMAGE_LIMITS = ImageLimits(max_bytes=8_000_000, max_pixels=24_000_000)
 _EXTRACTOR = ImageFeatureExtractor()  # the model loads on the first query photo, once per process
+#: Where ``image.href`` paths point: the data folder's ``query-photos`` unless the server says otherwise.
+PHOTOS_FOLDER = "query-photos"
 
 _RESULT = {"type": "object", "properties": {"id": {"type": "string"}, "score": {"type": "number"},
                                             "ranks": {"type": "object"}, "text": {"type": "string"},
@@ -52,35 +58,6 @@ FUSION_METADATA: dict[str, Any] = {
                           "simply absent. Photos: EfficientNet-Lite0 (ImageNet) pooled features (image) and class "
                           "distributions (concepts); concepts are ImageNet class indices."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["late fusion", "social media"], "links": [],
-    "inputs": {
-        "collection": {"title": "Posts collection", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
-        "tweet": {"title": "Id of a stored post used as the query", "schema": {"type": "string"}, "minOccurs": 0,
-                  "maxOccurs": 1},
-        "text": {"title": "Free text", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
-        "datetime": {"title": "Time (RFC 3339)", "schema": {"type": "string", "format": "date-time"},
-                     "minOccurs": 0, "maxOccurs": 1},
-        "lon": {"title": "Longitude", "schema": {"type": "number"}, "minOccurs": 0, "maxOccurs": 1},
-        "lat": {"title": "Latitude", "schema": {"type": "number"}, "minOccurs": 0, "maxOccurs": 1},
-        "image": {"title": "Query photo: base64 PNG/JPEG (or a data: URL), or {\"href\": path of a file in the "
-                           "server's data folder}; at most 8 MB and 24 megapixels",
-                  "schema": {"oneOf": [{"type": "string", "contentEncoding": "base64",
-                                        "contentMediaType": "image/*"},
-                                       {"type": "object", "required": ["href"],
-                                        "properties": {"href": {"type": "string"}}}]},
-                  "minOccurs": 0, "maxOccurs": 1},
-        "modalities": {"title": "Modalities", "schema": {"type": "array", "items": {
-            "type": "string", "enum": list(MODALITIES)}}, "minOccurs": 0, "maxOccurs": 1},
-        "method": {"title": "Fusion", "schema": {"type": "string", "enum": list(METHODS)},
-                   "minOccurs": 0, "maxOccurs": 1},
-        "depth": {"title": "Results per modality",
-                  "description": "How deep each modality's list is before fusion (default 1000). Fusing lists "
-                                 "only as deep as the results loses to the best single modality on CrisisLexT26 "
-                                 "(bench/RESULTS.md); 100 halves the latency at 1M posts.",
-                  "schema": {"type": "integer", "minimum": 10, "maximum": 1000, "default": DEFAULT_DEPTH},
-                  "minOccurs": 0, "maxOccurs": 1},
-        "limit": {"title": "Fused results", "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                  "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"ranking": {"title": "Fused ranking", "schema": {"type": "object", "properties": {
         "results": {"type": "array", "items": _RESULT}}}, "contentMediaType": "application/json"}},
     "example": {"inputs": {"text": "flooding in Boulder", "datetime": "2013-09-12T12:00:00Z", "lon": -105.27,
@@ -94,80 +71,124 @@ NEAR_METADATA: dict[str, Any] = {
                           "patch's acquisition): the posts about a patch or about the patches annotated with a "
                           "label (optionally only posts matching a text), or the patches near given posts."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["spatial join"], "links": [],
-    "inputs": {
-        "collection": {"title": "Patch collection", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
-        "item": {"title": "A patch item id", "schema": {"type": "string"}, "minOccurs": 0, "maxOccurs": 1},
-        "label": {"title": "Annotation or ground-truth label (catalogue path)", "schema": {"type": "string"},
-                  "minOccurs": 0, "maxOccurs": 1},
-        "tweets": {"title": "Post ids (patches near these posts)", "schema": {"type": "array",
-                                                                             "items": {"type": "string"}},
-                   "minOccurs": 0, "maxOccurs": 1},
-        "tweet_collection": {"title": "Posts collection", "schema": {"type": "string"}, "minOccurs": 0,
-                             "maxOccurs": 1},
-        "text": {"title": "Only posts matching these words", "schema": {"type": "string"}, "minOccurs": 0,
-                 "maxOccurs": 1},
-        "distance_km": {"title": "Search radius (km)", "schema": {"type": "number", "minimum": 0, "maximum": 500},
-                        "minOccurs": 0, "maxOccurs": 1},
-        "days": {"title": "Time window around the acquisition (days; 0 = any time)",
-                 "schema": {"type": "number", "minimum": 0}, "minOccurs": 0, "maxOccurs": 1},
-        "limit": {"title": "Results", "schema": {"type": "integer", "minimum": 1, "maximum": 5000}, "minOccurs": 0,
-                  "maxOccurs": 1},
-    },
     "outputs": {"join": {"title": "Joined posts or patches", "schema": {"type": "object"},
                          "contentMediaType": "application/json"}},
     "example": {"inputs": {"collection": "eurosat", "label": "Water Bodies", "text": "flood", "distance_km": 25}},
 }
 
 
-def _num(data: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
-    v = data.get(name)
-    if v is None:
-        return None
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
-        raise InputError(f"{name} must be a number in [{lo}, {hi}], got {v!r}")
-    return float(v)
+def _instant(value: Any) -> Any:
+    # Parsed here (strict validation takes no text for a datetime after a validator); a date alone
+    # ("2013-09-12") was always accepted: its midnight.
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 date-time such as 2013-09-12T12:00:00Z") from None
 
 
-def _query_photo(value: Any, data_dir: Path) -> NDArray[np.uint8]:
-    """Pixels of the ``image`` input: base64 (or a data: URL), or ``{"href": path under data_dir}``."""
-    if isinstance(value, dict):
-        href = value.get("href")
-        if not isinstance(href, str) or not href:
-            raise InputError("image.href must be a path (relative to the data folder) or a file:// URL")
-        parsed = urlparse(href)
-        if parsed.scheme not in ("", "file"):
-            raise InputError("image.href must name a local file: nothing is downloaded")
-        path = Path(unquote(parsed.path) if parsed.scheme else href)
-        path = (path if path.is_absolute() else data_dir / path).resolve()
-        if not path.is_relative_to(data_dir.resolve()):
-            raise InputError("image.href must name a file inside the server's data folder")
+def _photo_shape(value: Any) -> Any:
+    # One clear reason instead of one per member of the union.
+    if value is not None and not isinstance(value, (str, dict)):
+        raise ValueError("must be base64 text (or a data: URL) or an object with href")
+    return value
+
+
+class PhotoRef(ProcessInputs):
+    """A query photo named by its path in the server's query-photo folder."""
+
+    href: Annotated[str, StringConstraints(min_length=1, max_length=1024), Field(
+        title="Path of the photo, relative to the server's query-photo folder (DATA_DIR/query-photos)")]
+
+
+#: Longest base64 text of a query photo (a data: URL prefix included).
+_MAX_PHOTO_TEXT = REQUEST_IMAGE_LIMITS.max_bytes * 4 // 3 + 256
+
+
+class LateFusionInputs(ProcessInputs):
+    """Inputs of ``late-fusion-search``."""
+
+    collection: Annotated[Ident, Field(title="Posts collection")] = "tweets"
+    tweet: Annotated[Ident | None, Field(title="Id of a stored post used as the query")] = None
+    text: Annotated[str | None, Bound("text_chars"), Field(title="Free text")] = None
+    when: Annotated[datetime | None, BeforeValidator(_instant), Field(
+        alias="datetime", title="Time (RFC 3339)", description="A date alone means its 00:00.")] = None
+    lon: Annotated[float | None, Field(title="Longitude", ge=-180, le=180)] = None
+    lat: Annotated[float | None, Field(title="Latitude", ge=-90, le=90)] = None
+    image: Annotated[
+        Annotated[str, StringConstraints(max_length=_MAX_PHOTO_TEXT), Field(
+            json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/*"})] | PhotoRef | None,
+        BeforeValidator(_photo_shape),
+        Field(title="Query photo: base64 PNG/JPEG (or a data: URL), or {\"href\": path of a file in the "
+                    "server's query-photo folder}; at most 8 MB and 24 megapixels")] = None
+    modalities: Annotated[list[Modality] | None, Field(title="Modalities", max_length=len(MODALITIES),
+                                                       description="All of them when absent or empty.")] = None
+    method: Annotated[Method, Field(title="Fusion")] = "tensor"
+    depth: Annotated[int, Field(
+        title="Results per modality", ge=10,
+        description="How deep each modality's list is before fusion (default 1000). Fusing lists only as deep as "
+                    "the results loses to the best single modality on CrisisLexT26 (bench/RESULTS.md); 100 "
+                    "halves the latency at 1M posts."), Bound("depth", cap=1000)] = DEFAULT_DEPTH
+    limit: Annotated[int, Field(title="Fused results", ge=1, le=500)] = 20
+
+
+class NearInputs(ProcessInputs):
+    """Inputs of ``tweets-near-patches``."""
+
+    collection: Annotated[Ident, Field(title="Patch collection")]
+    item: Annotated[Ident | None, Field(title="A patch item id")] = None
+    label: Annotated[Ident | None, Field(title="Annotation or ground-truth label (catalogue path)")] = None
+    tweets: Annotated[list[Ident] | None, Bound("reference_items"),
+                      Field(title="Post ids (patches near these posts)")] = None
+    tweet_collection: Annotated[Ident, Field(title="Posts collection")] = "tweets"
+    text: Annotated[str | None, Bound("text_chars"), Field(title="Only posts matching these words")] = None
+    distance_km: Annotated[float | None, Field(title="Search radius (km); 10 when absent or 0", ge=0,
+                                               le=500)] = None
+    days: Annotated[float, Field(title="Time window around the acquisition (days; 0 = any time)", ge=0,
+                                 le=36500)] = 0.0
+    limit: Annotated[int, Field(title="Results", ge=1), Bound("page_limit", cap=5000)] = 100
+
+
+def _query_photo(value: str | PhotoRef, folder: Path) -> NDArray[np.uint8]:
+    """Pixels of the ``image`` input: base64 (or a data: URL), or ``{"href": path in the query-photo folder}``."""
+    if isinstance(value, PhotoRef):
+        href = value.href
+        if urlparse(href).scheme or href.startswith("/vsi"):
+            raise InvalidInput("image.href must be a path in the server's query-photo folder: nothing is downloaded "
+                               "and no URL or GDAL virtual file is opened")
+        # A path outside the folder answers exactly like a missing photo: probing shows nothing outside.
+        missing = NotFound(f"image: {NOT_FOUND}: no photo {href!r} in the server's query-photo folder")
+        try:
+            path = inside(folder, href, "photo")
+        except NotFound:
+            raise missing from None
+        if not path.is_file():
+            raise missing
         try:
             return read_image(path, REQUEST_IMAGE_LIMITS)
         except ImageError as e:
-            raise InputError(f"image: {e.reason}: {href}") from None
-    if not isinstance(value, str):
-        raise InputError("image must be base64 text or an object with href")
+            if e.reason == NOT_FOUND:
+                raise missing from None
+            raise InvalidInput(f"image: {e.reason}: {href}") from None
     text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
     if len(text) > REQUEST_IMAGE_LIMITS.max_bytes * 4 // 3 + 4:
-        raise InputError(f"image: image_too_large: over {REQUEST_IMAGE_LIMITS.max_bytes} bytes")
+        raise InvalidInput(f"image: image_too_large: over {REQUEST_IMAGE_LIMITS.max_bytes} bytes")
     try:
         raw = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise InputError("image: not valid base64") from None
+        raise InvalidInput("image: not valid base64") from None
     try:
         return decode_image(raw, REQUEST_IMAGE_LIMITS)
     except ImageError as e:
-        raise InputError(f"image: {e}") from None
+        raise InvalidInput(f"image: {e}") from None
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"datetime must be RFC 3339, got {value!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=datetime.now().astimezone().tzinfo)
+def _aware(t: datetime | None) -> datetime | None:
+    # A time without an offset is the server's local time, as before.
+    if t is None or t.tzinfo is not None:
+        return t
+    return t.replace(tzinfo=datetime.now().astimezone().tzinfo)
 
 
 def _query_embedder(model: str) -> TextEmbedder:
@@ -175,8 +196,8 @@ def _query_embedder(model: str) -> TextEmbedder:
     try:
         return get_embedder(model)
     except UnknownEmbedderError:
-        raise ProcessorExecuteError(f"the collection is embedded with {model!r}, which this server cannot "
-                                    f"load (known: {', '.join(embedder_names())})") from None
+        raise Conflict(f"the collection is embedded with {model!r}, which this server cannot "
+                       f"load (known: {', '.join(embedder_names())})") from None
 
 
 def _searches(collection: str, wanted: list[str], depth: int, text: str | None, qvec: NDArray[np.float32] | None,
@@ -203,48 +224,50 @@ def _searches(collection: str, wanted: list[str], depth: int, text: str | None, 
     return searches
 
 
-class LateFusionSearchProcessor(EOFusionProcessor):
+class LateFusionSearchProcessor(EOFusionProcessor[LateFusionInputs]):
     """Per-modality top-N and a fused ranking."""
+
+    inputs_model = LateFusionInputs
+    read_only = True  # it reads posts, their vectors and photo features
+    cost = Cost(Weight.LIGHT, "one indexed query per modality (bounded depth), at most one photo through the CNN")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, FUSION_METADATA)
+        # The query-photo folder is named by the server; a process built by hand (tests, bench) has none.
+        given = processor_def.get("photos_dir")
+        self.photos_dir: Path | None = Path(given) if given else None
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: LateFusionInputs) -> tuple[str, Any]:
         """Search every modality the query has and fuse."""
-        collection = data.get("collection") or "tweets"
-        depth = int(_num(data, "depth", 10, 1000) or DEFAULT_DEPTH)
-        limit = int(_num(data, "limit", 1, 500) or 20)
-        method = data.get("method") or "tensor"
-        if method not in METHODS:
-            raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        wanted = data.get("modalities") or list(MODALITIES)
-        if not isinstance(wanted, list) or not set(wanted) <= set(MODALITIES):
-            raise InputError(f"modalities are among {', '.join(MODALITIES)}; got {wanted!r}")
-        text, when = data.get("text"), _time(data.get("datetime"))
+        collection, depth, limit, method = inputs.collection, inputs.depth, inputs.limit, inputs.method
+        wanted: list[str] = list(inputs.modalities or MODALITIES)
+        text, when = inputs.text, _aware(inputs.when)
         photo: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
         pixels = None
-        if data.get("image") is not None and {"image", "concepts"} & set(wanted):
-            pixels = _query_photo(data["image"], Settings.from_env().data_dir)
-        lon, lat = _num(data, "lon", -180, 180), _num(data, "lat", -90, 90)
+        if inputs.image is not None and {"image", "concepts"} & set(wanted):
+            if isinstance(inputs.image, PhotoRef) and self.photos_dir is None:
+                raise InvalidInput("image.href: this server has no query-photo folder; send the photo as base64")
+            pixels = _query_photo(inputs.image, self.photos_dir or Path("."))
+        lon, lat = inputs.lon, inputs.lat
         if (lon is None) != (lat is None):
-            raise InputError("give both lon and lat, or neither")
+            raise InvalidInput("give both lon and lat, or neither")
         # A pooled connection: opening one per call cost 30-80 ms of a ~150 ms search at 1M posts.
         with self.pooled() as conn:
             model = conn.execute("SELECT embedding_model FROM eofusion.tweet_collections WHERE collection = %s",
                                  (collection,)).fetchone()
             if model is None:
-                raise InputError(f"unknown posts collection {collection!r}")
+                raise NotFound(f"unknown posts collection {collection!r}")
             if pixels is not None:
                 out = _EXTRACTOR.extract([pixels])
                 photo = out.features[0], concept_vectors(out.probabilities)[0]
             qvec = None
-            if data.get("tweet"):
+            if inputs.tweet:
                 # real[] arrives as a list of floats: no text parsing of the vector.
                 row = conn.execute("SELECT text, datetime, ST_X(geometry), ST_Y(geometry), embedding::real[] "
                                    "FROM eofusion.tweets WHERE collection = %s AND id = %s",
-                                   (collection, str(data["tweet"]))).fetchone()
+                                   (collection, inputs.tweet)).fetchone()
                 if row is None:
-                    raise InputError(f"no post {data['tweet']!r} in {collection!r}")
+                    raise NotFound(f"no post {inputs.tweet!r} in {collection!r}")
                 text = text or row[0]
                 when = when or row[1]
                 if lon is None and row[2] is not None:
@@ -252,9 +275,9 @@ class LateFusionSearchProcessor(EOFusionProcessor):
                 if row[4] is not None:
                     qvec = np.asarray(row[4], dtype=np.float32)
                 if photo is None and {"image", "concepts"} & set(wanted):
-                    photo = tweet_images.post_vectors(conn, collection, str(data["tweet"]))
+                    photo = tweet_images.post_vectors(conn, collection, inputs.tweet)
         if not (text or when or lon is not None or photo is not None):
-            raise InputError("give a post id, or at least one of text, datetime, lon/lat, image")
+            raise InvalidInput("give a post id, or at least one of text, datetime, lon/lat, image")
         searches = _searches(collection, wanted, depth, text, qvec, model[0], when, lon, lat, photo)
         # Each modality on its own pooled connection, all at once (no connection is held meanwhile).
         lists = [lst for lst in tweet_search.run_concurrently(searches, self.pooled) if len(lst.ids)]
@@ -282,20 +305,21 @@ class LateFusionSearchProcessor(EOFusionProcessor):
                                     "results": results}
 
 
-class TweetsNearPatchesProcessor(EOFusionProcessor):
+class TweetsNearPatchesProcessor(EOFusionProcessor[NearInputs]):
     """Posts near patches, or patches near posts."""
+
+    inputs_model = NearInputs
+    read_only = True  # one spatial join, nothing stored
+    cost = Cost(Weight.LIGHT, "one indexed spatial join (ST_DWithin) with a bounded limit")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, NEAR_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: NearInputs) -> tuple[str, Any]:
         """Run the spatial (and temporal) join."""
-        collection = require(data, "collection", str)
-        tweets = data.get("tweet_collection") or "tweets"
-        radius = (_num(data, "distance_km", 0, 500) or 10.0) * 1000
-        days = _num(data, "days", 0, 36500) or 0.0
-        limit = int(_num(data, "limit", 1, 5000) or 100)
-        text = data.get("text")
+        collection, tweets, days, limit, text = (inputs.collection, inputs.tweet_collection, inputs.days,
+                                                 inputs.limit, inputs.text)
+        radius = (inputs.distance_km or 10.0) * 1000
         words = "AND t.tsv @@ NULLIF(replace(plainto_tsquery('simple', %(text)s)::text, '&', '|'), '')::tsquery" \
             if text else ""
         args: dict[str, Any] = {"c": collection, "tc": tweets, "r": radius, "limit": limit, "text": text,
@@ -303,11 +327,8 @@ class TweetsNearPatchesProcessor(EOFusionProcessor):
         timing = ("AND (%(anytime)s OR t.datetime BETWEEN coalesce(i.datetime, i.end_datetime) - %(days)s "
                   "AND coalesce(i.end_datetime, i.datetime) + %(days)s)")
         with self.connect() as conn:
-            if data.get("tweets"):
-                ids = data["tweets"]
-                if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
-                    raise InputError("tweets must be a list of post ids")
-                args["ids"] = ids
+            if inputs.tweets:
+                args["ids"] = list(inputs.tweets)
                 rows = conn.execute(
                     "SELECT i.id, t.id, ST_DistanceSphere(i.geometry, t.geometry) / 1000 AS km FROM eofusion.tweets t "
                     "JOIN pgstac.items i ON i.collection = %(c)s AND ST_DWithin(i.geometry::geography, "
@@ -316,17 +337,17 @@ class TweetsNearPatchesProcessor(EOFusionProcessor):
                     args).fetchall()
                 return "application/json", {"mode": "patches-near-tweets", "results": [
                     {"patch": r[0], "tweet": r[1], "distance_km": float(r[2])} for r in rows]}
-            if data.get("item"):
-                args["item"] = str(data["item"])
+            if inputs.item:
+                args["item"] = inputs.item
                 if conn.execute("SELECT 1 FROM pgstac.items WHERE collection = %(c)s AND id = %(item)s",
                                 args).fetchone() is None:
-                    raise InputError(f"no item {data['item']!r} in collection {collection!r}")
+                    raise NotFound(f"no item {inputs.item!r} in collection {collection!r}")
                 patches = "i.id = %(item)s"
-            elif data.get("label"):
-                args["label"] = str(data["label"])
+            elif inputs.label:
+                args["label"] = inputs.label
                 if conn.execute("SELECT 1 FROM eofusion.labels WHERE lower(path) = lower(%(label)s)",
                                 args).fetchone() is None:
-                    raise InputError(f"label {data['label']!r} is not in the catalogue")
+                    raise InvalidInput(f"label {inputs.label!r} is not in the catalogue")
                 patches = ("i.id IN (SELECT item_id FROM eofusion.annotations a JOIN eofusion.labels l ON "
                            "l.id = a.label_id LEFT JOIN eofusion.labels p ON p.id = l.parent_id WHERE a.collection = "
                            "%(c)s AND (lower(l.path) = lower(%(label)s) OR lower(p.path) = lower(%(label)s)) UNION "
@@ -334,7 +355,7 @@ class TweetsNearPatchesProcessor(EOFusionProcessor):
                            "LEFT JOIN eofusion.labels p ON p.id = l.parent_id WHERE g.collection = %(c)s AND "
                            "(lower(l.path) = lower(%(label)s) OR lower(p.path) = lower(%(label)s)))")
             else:
-                raise InputError("give item (a patch), label (annotated patches) or tweets (post ids)")
+                raise InvalidInput("give item (a patch), label (annotated patches) or tweets (post ids)")
             rows = conn.execute(
                 "SELECT t.id, i.id, ST_DistanceSphere(i.geometry, t.geometry) / 1000 AS km, t.text, t.datetime, "
                 "ST_X(t.geometry), ST_Y(t.geometry) FROM pgstac.items i JOIN eofusion.tweets t ON "

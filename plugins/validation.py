@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from catalog import sessions as store
 from eofusion.active import OracleConfig, compare_descriptors, find_suspect_labels, plot_accuracy, write_json_report
-from plugins.base import EOFusionProcessor, InputError, require
+from eofusion.errors import InvalidInput
+from plugins.base import Cost, EOFusionProcessor, Ident, ProcessInputs, Weight
+
+Descriptor = Literal["fused", "s1", "s2"]
 
 VALIDATE_METADATA: dict[str, Any] = {
     "version": "0.1.0", "id": "validate",
@@ -21,20 +25,6 @@ VALIDATE_METADATA: dict[str, Any] = {
                           "accuracy, balanced accuracy, precision, recall and F1, for each descriptor "
                           "(fused, S1-only, S2-only). Writes a JSON report and a PNG plot."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["validation", "accuracy"], "links": [],
-    "inputs": {
-        "collection": {"title": "Collection with ground truth", "schema": {"type": "string"}, "minOccurs": 1,
-                       "maxOccurs": 1},
-        "descriptors": {"title": "Descriptors to compare", "schema": {"type": "array", "items": {
-            "type": "string", "enum": ["fused", "s1", "s2"]}}, "minOccurs": 0, "maxOccurs": 1},
-        "label_level": {"title": "Catalogue level of the classes", "schema": {"type": "integer", "enum": [1, 2]},
-                        "minOccurs": 0, "maxOccurs": 1},
-        "rounds": {"title": "Rounds", "schema": {"type": "integer", "minimum": 1, "maximum": 20}, "minOccurs": 0,
-                   "maxOccurs": 1},
-        "seeds": {"title": "Random starts per class", "schema": {"type": "integer", "minimum": 1, "maximum": 50},
-                  "minOccurs": 0, "maxOccurs": 1},
-        "batch_size": {"title": "Labels added per round", "schema": {"type": "integer", "minimum": 1,
-                                                                      "maximum": 100}, "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"report": {"title": "Accuracy per round", "schema": {"type": "object"},
                            "contentMediaType": "application/json"}},
     "example": {"inputs": {"collection": "eurosat", "descriptors": ["s2"], "rounds": 3, "seeds": 3}},
@@ -46,55 +36,60 @@ CLEANING_METADATA: dict[str, Any] = {
     "description": {"en": "Lists annotated patches whose k nearest neighbours in descriptor space mostly carry "
                           "another label, with the label their neighbourhood suggests."},
     "jobControlOptions": ["sync-execute", "async-execute"], "keywords": ["annotations", "quality"], "links": [],
-    "inputs": {
-        "collection": {"title": "Collection", "schema": {"type": "string"}, "minOccurs": 1, "maxOccurs": 1},
-        "descriptor": {"title": "Descriptor", "schema": {"type": "string", "enum": ["fused", "s1", "s2"]},
-                       "minOccurs": 0, "maxOccurs": 1},
-        "k": {"title": "Neighbours", "schema": {"type": "integer", "minimum": 1, "maximum": 50}, "minOccurs": 0,
-              "maxOccurs": 1},
-        "source": {"title": "Labels to check", "schema": {"type": "string", "enum": ["annotations", "ground_truth"]},
-                   "minOccurs": 0, "maxOccurs": 1},
-    },
     "outputs": {"suspects": {"title": "Suspect labels", "schema": {"type": "object"},
                              "contentMediaType": "application/json"}},
     "example": {"inputs": {"collection": "eurosat", "source": "ground_truth"}},
 }
 
 
-def _int(data: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    v = data.get(name, default)
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
-    return v
+class ValidateInputs(ProcessInputs):
+    """Inputs of ``validate``."""
+
+    collection: Annotated[Ident, Field(title="Collection with ground truth")]
+    descriptors: Annotated[list[Descriptor] | None, Field(title="Descriptors to compare", max_length=3,
+                                                          description="All three when absent or empty.")] = None
+    label_level: Annotated[Literal[1, 2], Field(title="Catalogue level of the classes")] = 1
+    rounds: Annotated[int, Field(title="Rounds", ge=1, le=20)] = 3
+    seeds: Annotated[int, Field(title="Random starts per class", ge=1, le=50)] = 3
+    batch_size: Annotated[int, Field(title="Labels added per round", ge=1, le=100)] = 10
 
 
-class ValidateProcessor(EOFusionProcessor):
+class CleaningInputs(ProcessInputs):
+    """Inputs of ``label-cleaning``."""
+
+    collection: Annotated[Ident, Field(title="Collection")]
+    descriptor: Annotated[Descriptor, Field(title="Descriptor")] = "s2"
+    k: Annotated[int, Field(title="Neighbours", ge=1, le=50)] = 5
+    source: Annotated[Literal["annotations", "ground_truth"], Field(title="Labels to check")] = "annotations"
+
+
+class ValidateProcessor(EOFusionProcessor[ValidateInputs]):
     """Oracle validation of active learning on a collection with ground truth."""
+
+    inputs_model = ValidateInputs
+    read_only = False  # it writes a JSON report and a PNG plot under files/reports
+    cost = Cost(Weight.HEAVY, "simulates rounds x seeds x classes x descriptors SVM trainings")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, VALIDATE_METADATA)
         self.files_dir = Path(processor_def["files_dir"])
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: ValidateInputs) -> tuple[str, Any]:
         """Run the simulation and write the report and plot."""
-        collection = require(data, "collection", str)
-        level = _int(data, "label_level", 1, 1, 2)
-        config = OracleConfig(n_rounds=_int(data, "rounds", 3, 1, 20), batch_size=_int(data, "batch_size", 10, 1, 100),
-                              seeds=tuple(range(_int(data, "seeds", 3, 1, 50))))
-        kinds = data.get("descriptors") or ["fused", "s1", "s2"]
-        if not isinstance(kinds, list) or not all(k in ("fused", "s1", "s2") for k in kinds):
-            raise InputError(f"descriptors must be a list of fused, s1, s2; got {kinds!r}")
+        collection, level = inputs.collection, inputs.label_level
+        config = OracleConfig(n_rounds=inputs.rounds, batch_size=inputs.batch_size, seeds=tuple(range(inputs.seeds)))
+        kinds: list[str] = list(dict.fromkeys(inputs.descriptors or ["fused", "s1", "s2"]))
         with self.connect() as conn:
             truth = store.ground_truth_labels(conn, collection, level)
             if not truth:
-                raise InputError(f"collection {collection!r} has no ground truth at level {level}")
+                raise InvalidInput(f"collection {collection!r} has no ground truth at level {level}")
             matrices: dict[str, tuple[list[str], np.ndarray]] = {}
             for kind in kinds:
                 ids, matrix, _ = store.pool_descriptors(conn, collection, kind)
                 if ids:
                     matrices[kind] = (ids, matrix)
         if not matrices:
-            raise InputError(f"collection {collection!r} has none of the descriptors {kinds}")
+            raise InvalidInput(f"collection {collection!r} has none of the descriptors {kinds}")
         # Compare descriptors on the same items: those with ground truth and every descriptor.
         common = sorted(set.intersection(*(set(ids) for ids, _ in matrices.values())) & set(truth))
         labels = np.asarray([truth[i] for i in common])
@@ -102,7 +97,7 @@ class ValidateProcessor(EOFusionProcessor):
         need = config.n_initial_positive + 1
         usable = [str(c) for c, n in zip(classes, counts, strict=True) if n >= need and n <= len(common) - need]
         if not usable:
-            raise InputError(f"no class of {collection!r} has the {need}+ positives and negatives the protocol needs")
+            raise InvalidInput(f"no class of {collection!r} has the {need}+ positives and negatives the protocol needs")
         self.progress(20, f"simulating {len(usable)} classes x {len(config.seeds)} starts")
         descriptors = {}
         for kind, (ids, matrix) in matrices.items():
@@ -127,20 +122,19 @@ class ValidateProcessor(EOFusionProcessor):
             "report": f"/files/reports/{json_path.name}", "plot": f"/files/reports/{png_path.name}"}
 
 
-class LabelCleaningProcessor(EOFusionProcessor):
+class LabelCleaningProcessor(EOFusionProcessor[CleaningInputs]):
     """Annotations (or ground truth) whose neighbourhood disagrees."""
+
+    inputs_model = CleaningInputs
+    read_only = True  # it reads labels and descriptors only
+    cost = Cost(Weight.HEAVY, "k-nearest neighbours of every labelled item: quadratic in the labels")
 
     def __init__(self, processor_def: dict[str, Any]) -> None:
         super().__init__(processor_def, CLEANING_METADATA)
 
-    def execute(self, data: dict[str, Any], outputs: Any = None) -> tuple[str, Any]:
+    def run(self, inputs: CleaningInputs) -> tuple[str, Any]:
         """List suspects, most disagreeing first."""
-        collection = require(data, "collection", str)
-        k = _int(data, "k", 5, 1, 50)
-        source = data.get("source", "annotations")
-        kind = data.get("descriptor", "s2")
-        if source not in ("annotations", "ground_truth") or kind not in ("fused", "s1", "s2"):
-            raise InputError("source is annotations or ground_truth; descriptor is fused, s1 or s2")
+        collection, k, source, kind = inputs.collection, inputs.k, inputs.source, inputs.descriptor
         with self.connect() as conn:
             pairs = store.annotated(conn, collection) if source == "annotations" else sorted(
                 store.ground_truth_labels(conn, collection, 1).items())
@@ -148,7 +142,7 @@ class LabelCleaningProcessor(EOFusionProcessor):
         pos = {i: n for n, i in enumerate(ids)}
         pairs = [(i, lab) for i, lab in pairs if i in pos]
         if len(pairs) <= k:
-            raise InputError(f"{len(pairs)} labelled items with {kind!r} descriptors in {collection!r}: need more "
+            raise InvalidInput(f"{len(pairs)} labelled items with {kind!r} descriptors in {collection!r}: need more "
                              f"than k={k}")
         suspects = find_suspect_labels(matrix[[pos[i] for i, _ in pairs]], [lab for _, lab in pairs], k=k)
         return "application/json", {"collection": collection, "checked": len(pairs), "k": k, "suspects": [

@@ -29,7 +29,6 @@ from catalog.items import SCENES_PREFIX
 from catalog.similarity import tuned_pool
 from eofusion import __version__
 from eofusion.config import Settings
-from plugins.base import WRITE_PROCESSES
 from plugins.jobs import JobRuntime, install_runtime, uninstall_runtime
 from server import annotate, pages
 from server.auth import APIKeyMiddleware
@@ -37,7 +36,7 @@ from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers
 from server.jobs_http import JobResponseHints, use_context_executor
 from server.labels_api import labels_router
 from server.limits import BodyLimit
-from server.ogc import OGC_PREFIX, build_ogc_app
+from server.ogc import OGC_PREFIX, anonymous_processes, build_ogc_app
 from server.similarity import SimilarityExtension
 from server.stac_client import EOFusionCoreClient
 from server.static_pages import common_router
@@ -150,5 +149,5 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     app.add_middleware(JsonBodyGuard)
     # Inside the key check: a keyed item write may send a larger body (limits.bulk_body_bytes).
     app.add_middleware(BodyLimit, limits=settings.limits)
-    app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, write_processes=lambda: WRITE_PROCESSES)
+    app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, processes=anonymous_processes())
     return app

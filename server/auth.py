@@ -1,7 +1,10 @@
 """API-key protection of writes; reads stay open.
 
 A request is a write when its method changes state, except the read-only POSTs of the
-APIs (STAC item search, and executing a process that does not change data).
+APIs: STAC item search, and executing a process that declares itself read-only and light
+(``plugins.base.open_to_anonymous``). Every other process execution needs a key: a process
+is closed unless it says otherwise. An execution of an unknown process id is left to the OGC
+API, which answers 404 and runs nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,8 +23,14 @@ _EXECUTION = re.compile(r"^/ogc/processes/(?P<pid>[^/]+)/execution/?$")
 _SEARCH = re.compile(r"^/stac/search/?$")
 
 
-def is_write(method: str, path: str, write_processes: Collection[str]) -> bool:
-    """Whether a request changes data and so needs an API key."""
+def is_write(method: str, path: str, processes: Mapping[str, bool]) -> bool:
+    """Whether a request changes data (or costs too much to run anonymously) and so needs an API key.
+
+    Args:
+        method: HTTP method.
+        path: Request path.
+        processes: Every process id and whether it is open to anonymous executions.
+    """
     if method.upper() in SAFE_METHODS:
         return False
     if method.upper() == "POST":
@@ -29,7 +38,8 @@ def is_write(method: str, path: str, write_processes: Collection[str]) -> bool:
             return False
         m = _EXECUTION.match(path)
         if m:
-            return m.group("pid") in write_processes
+            pid = m.group("pid")
+            return pid in processes and not processes[pid]
     return True
 
 
@@ -45,10 +55,17 @@ def _key_from_headers(headers: dict[bytes, bytes]) -> str | None:
 class APIKeyMiddleware:
     """Refuse writes without a valid key: 401 without a key, 403 with a wrong one."""
 
-    def __init__(self, app: ASGIApp, keys: Collection[str], write_processes: Callable[[], Collection[str]]) -> None:
+    def __init__(self, app: ASGIApp, keys: Collection[str], processes: Mapping[str, bool]) -> None:
+        """Protect ``app``.
+
+        Args:
+            app: The application.
+            keys: Keys that authorise writes.
+            processes: Every process id and whether it runs without a key (see :func:`is_write`).
+        """
         self.app = app
         self.keys = [k.encode() for k in keys]
-        self.write_processes = write_processes
+        self.processes = dict(processes)
 
     def _valid(self, key: str | None) -> bool:
         return key is not None and any(hmac.compare_digest(key.encode(), k) for k in self.keys)
@@ -59,7 +76,7 @@ class APIKeyMiddleware:
             return
         key = _key_from_headers(dict(scope["headers"]))
         valid = self._valid(key)
-        if is_write(scope["method"], scope["path"], self.write_processes()):
+        if is_write(scope["method"], scope["path"], self.processes):
             if not valid:
                 await _drain(receive)  # read the body so the connection stays usable for the client
             if key is None:

@@ -7,6 +7,7 @@ into the data directory first and imports the app afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import yaml
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.db import url_parts
 from eofusion.config import Limits
@@ -53,13 +54,35 @@ PROCESSES: dict[str, str] = {
 }
 
 
-def pygeoapi_config(public_url: str, database_url: str, files_dir: Path) -> dict[str, Any]:
+def process_class(process_id: str) -> type[Any]:
+    """The processor class of a process id of :data:`PROCESSES` (imported)."""
+    module, name = PROCESSES[process_id].rsplit(".", 1)
+    cls: type[Any] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def anonymous_processes() -> dict[str, bool]:
+    """Each process id and whether it runs without an API key: only declared read-only and light ones.
+
+    Derived from the processes' declarations (``read_only``, ``cost``): a process that declares nothing
+    needs a key (see :func:`plugins.base.open_to_anonymous`).
+    """
+    from plugins.base import open_to_anonymous
+
+    return {pid: open_to_anonymous(process_class(pid)) for pid in PROCESSES}
+
+
+def pygeoapi_config(public_url: str, database_url: str, files_dir: Path, limits: Limits | None = None,
+                    photos_dir: Path | None = None) -> dict[str, Any]:
     """The pygeoapi configuration for one EOFusion server.
 
     Args:
         public_url: Base URL of the whole server as clients see it (no trailing slash).
         database_url: libpq URL of the catalogue.
         files_dir: Where processes write files (reports, exports), served under ``/files``.
+        limits: Bounds of process inputs (text length, list lengths, depths); the defaults without it.
+        photos_dir: The only folder late-fusion query photos (``image.href``) are read from; without it,
+            ``query-photos`` beside ``files_dir``.
     """
     parts = url_parts(database_url)
     connection = {"host": parts["host"], "port": int(parts["port"]), "dbname": parts["dbname"],
@@ -86,9 +109,12 @@ def pygeoapi_config(public_url: str, database_url: str, files_dir: Path) -> dict
                                     "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
             "providers": [provider],
         }
+    bounds = dataclasses.asdict(limits or Limits())
+    photos = photos_dir or files_dir.parent / "query-photos"
     for pid, cls in PROCESSES.items():
         resources[pid] = {"type": "process", "processor": {"name": cls, "database_url": database_url,
-                                                           "files_dir": str(files_dir)}}
+                                                           "files_dir": str(files_dir), "limits": bounds,
+                                                           "photos_dir": str(photos)}}
     return {
         "server": {
             "bind": {"host": "127.0.0.1", "port": 0},
@@ -133,10 +159,7 @@ def build_ogc_app(public_url: str, database_url: str, work_dir: Path, files_dir:
     from pygeoapi.openapi import get_oas
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    for cls in PROCESSES.values():
-        # Import now: the modules declare which processes write data (see plugins.base).
-        importlib.import_module(cls.rsplit(".", 1)[0])
-    cfg = pygeoapi_config(public_url, database_url, files_dir)
+    cfg = pygeoapi_config(public_url, database_url, files_dir, limits)
     cfg_file = work_dir / "pygeoapi-config.yml"
     oas_file = work_dir / "pygeoapi-openapi.yml"
     # The configuration holds the database password: readable by the owner only.
@@ -148,7 +171,7 @@ def build_ogc_app(public_url: str, database_url: str, work_dir: Path, files_dir:
     os.environ["PYGEOAPI_OPENAPI"] = str(oas_file)
     name = "pygeoapi.starlette_app"
     module = importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
-    return ItemsQueryGuard(module.APP, layer_columns(database_url), limits or Limits())
+    return ExecutionBodyGuard(ItemsQueryGuard(module.APP, layer_columns(database_url), limits or Limits()))
 
 
 # Query parameters OGC API - Features (parts 1-3) and pygeoapi understand on /items.
@@ -236,3 +259,75 @@ def _sub_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root):] if root and path.startswith(root) else path
+
+
+_EXECUTION_PATH = re.compile(r"^/processes/[^/]+/execution/?$")
+
+
+def execution_body_problem(body: bytes) -> str | None:
+    """Why pygeoapi could not take ``body`` as a process execution request, or None if it can.
+
+    pygeoapi 0.21 (``api/processes.py``) calls ``.get`` on the parsed body and indexes ``subscriber``:
+    a JSON array, string, number or null there, or bytes that are not UTF-8, were answered 500. An empty
+    body or one that is not JSON at all pygeoapi answers 400 itself.
+    """
+    if not body.strip():
+        return None
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "the execution request is not UTF-8 text"
+    except (ValueError, RecursionError):
+        return "the execution request is not valid JSON"
+    if not isinstance(data, dict):
+        return f"the execution request must be a JSON object with 'inputs', got a JSON {_json_kind(data)}"
+    for key in ("inputs", "outputs", "subscriber"):
+        if key in data and not isinstance(data[key], dict):
+            return f"'{key}' of the execution request must be a JSON object, got a JSON {_json_kind(data[key])}"
+    if "response" in data and data["response"] not in ("raw", "document"):
+        return "'response' of the execution request must be 'raw' or 'document'"
+    if "subscriber" in data and not isinstance(data["subscriber"].get("successUri"), str):
+        return "'subscriber' of the execution request needs a 'successUri' string"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+class ExecutionBodyGuard:
+    """Answer 400 (InvalidParameterValue) to a process execution request that is not a JSON object.
+
+    The body is read whole (its size is bounded before this by the server's body limit) and handed on
+    unchanged when it is acceptable.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not _EXECUTION_PATH.match(_sub_path(scope)):
+            await self.app(scope, receive, send)
+            return
+        read: list[Message] = []
+        while True:
+            message = await receive()
+            read.append(message)
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                break
+        if read[-1]["type"] == "http.request":
+            problem = execution_body_problem(b"".join(m.get("body", b"") for m in read))
+            if problem:
+                body = json.dumps({"type": "InvalidParameterValue", "code": "InvalidParameterValue",
+                                   "description": problem}).encode()
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+
+        async def replay() -> Message:
+            return read.pop(0) if read else await receive()
+
+        await self.app(scope, replay, send)

@@ -80,8 +80,9 @@ def test_sessions_are_isolated_and_survive_a_restart(client: httpx.Client, label
     ({"pool": "eurosat", "feedback": []}, "feedback is empty"),
     ({"pool": "no-such-collection", "feedback": [{"item": "x", "positive": True}]}, "no-such-collection"),
     ({"pool": "eurosat", "descriptor": "s1", "feedback": [{"item": "Forest_1031", "positive": True}]}, "'s1'"),
-    ({"pool": "eurosat", "feedback": [{"item": "Forest_1031", "positive": "yes"}]}, "feedback entry"),
-    ({"session": "not-a-uuid", "feedback": []}, "not a session id"),
+    ({"pool": "eurosat", "feedback": [{"item": "Forest_1031", "positive": "yes"}]},
+     "input 'feedback.0.positive': Input should be a valid boolean"),
+    ({"session": "not-a-uuid", "feedback": []}, "input 'session': Input should be a valid UUID"),
 ])
 def test_bad_round_input_is_a_400(client: httpx.Client, archives: dict, inputs: dict, needle: str) -> None:
     r = run(client, inputs)

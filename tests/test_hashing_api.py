@@ -313,11 +313,12 @@ def test_q_semantic_in_stac_search_honours_filters(client: httpx.Client, text_mo
 
 
 @pytest.mark.parametrize(("process", "inputs", "needle"), [
-    ("train-hashing", {"collection": "eurosat", "descriptor": "sift"}, "descriptor must be one of fused, s1, s2"),
-    ("train-hashing", {"collection": "eurosat", "bits": 48}, "bits must be one of 32, 64, 128"),
+    ("train-hashing", {"collection": "eurosat", "descriptor": "sift"},
+     "input 'descriptor': Input should be 'fused', 's1' or 's2'"),
+    ("train-hashing", {"collection": "eurosat", "bits": 48}, "input 'bits': Input should be 32, 64 or 128"),
     ("train-hashing", {"collection": DEMO_COLLECTION}, "has no ground truth"),
-    ("train-hashing", {"collection": "nowhere"}, "does not exist"),
-    ("train-hashing", {"collection": "eurosat", "holdout": 2}, "holdout must be a number"),
+    ("train-hashing", {"collection": "eurosat", "holdout": 2},
+     "input 'holdout': Input should be less than or equal to 0.9"),
     ("train-text2patch", {"collection": DEMO_COLLECTION}, "has no ground truth"),
     ("text-search", {"collection": DEMO_COLLECTION, "text": "forest"}, "has no text-to-patch model"),
 ])
@@ -326,6 +327,12 @@ def test_bad_training_input_is_a_400(client: httpx.Client, archives: dict, loade
     r = execute(client, process, inputs)
     assert r.status_code == 400, r.text
     assert needle in r.text
+
+
+def test_training_an_unknown_collection_is_a_404(client: httpx.Client, archives: dict) -> None:
+    r = execute(client, "train-hashing", {"collection": "nowhere"})
+    assert r.status_code == 404, r.text
+    assert "does not exist" in r.text
 
 
 @pytest.mark.parametrize(("body", "needle"), [

@@ -116,7 +116,7 @@ def test_late_fusion_free_text_methods_and_errors(client: httpx.Client, crisis: 
         assert events.count("2013_Sardinia_floods") >= 8
     only = fusion(client, {**q, "modalities": ["place"]}).json()
     assert only["modalities"] == ["place"]
-    assert fusion(client, {"collection": "nope", "text": "x"}).status_code == 400
+    assert fusion(client, {"collection": "nope", "text": "x"}).status_code == 404
     assert fusion(client, {"collection": "crisis"}).status_code == 400
     assert fusion(client, {"collection": "crisis", "text": "x", "lon": 9.0}).status_code == 400
     assert fusion(client, {"collection": "crisis", "text": "x", "method": "magic"}).status_code == 400

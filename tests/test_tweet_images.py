@@ -169,7 +169,7 @@ def test_fused_text_and_photo_ranks_per_modality(ingested: dict, client: httpx.C
     folder = data_dir / "query-photos"
     folder.mkdir(exist_ok=True)
     (folder / "cat.png").write_bytes(_png(_query_photo()))
-    r = _search(client, {"collection": COLLECTION, "text": texts[0], "image": {"href": "query-photos/cat.png"},
+    r = _search(client, {"collection": COLLECTION, "text": texts[0], "image": {"href": "cat.png"},
                          "method": "rrf"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -197,10 +197,12 @@ def test_bad_query_photos_are_4xx(ingested: dict, client: httpx.Client, data_dir
         ({"image": junk}, "unreadable_image"),
         ({"image": "not base64 at all!"}, "base64"),
         ({"image": base64.b64encode((ingested["media"] / "huge.jpg").read_bytes()).decode()}, "image_too_large"),
-        ({"image": {"href": "/etc/passwd"}}, "data folder"),
-        ({"image": {"href": "../outside.png"}}, "data folder"),
+        # Paths outside the query-photo folder (DATA_DIR/query-photos) answer like a missing photo.
+        ({"image": {"href": "/etc/passwd"}}, "media_file_not_found: no photo '/etc/passwd' in the server's "
+                                             "query-photo folder"),
+        ({"image": {"href": "../outside.png"}}, "media_file_not_found: no photo '../outside.png'"),
         ({"image": {"href": "https://example.org/cat.png"}}, "nothing is downloaded"),
-        ({"image": {"href": "query-photos/none.png"}}, "media_file_not_found"),
+        ({"image": {"href": "none.png"}}, "media_file_not_found: no photo 'none.png'"),
         ({"image": 42}, "base64"),
     ]
     for inputs, words in cases:
