@@ -8,8 +8,10 @@ search of posts, and OGC API Features items. In the mixed phase about 10 % of th
 bbox, bad JSON, a tile parameter the tiler does not support, an oversize preview, a bad paging token, a process
 body that is not an object, an unknown collection, an empty ``sortby``. Each of them must get a 4xx.
 
-A baseline phase of valid requests only runs first, in the same process and the same minute, so the mixed phase
-is read as ratios against it (p50 per kind and throughput). Printed: per kind the count, p50/p95, status counts
+After a warm-up and a sweep (every malformed variant once, each followed by a valid request on the same
+connection), a baseline phase of valid requests only and the mixed phase run in the same process and the same
+minutes, in alternating slices (so a burst of the machine's other work falls on both), and the mixed phase is read
+as ratios against the baseline (p50 per kind and throughput). Printed: per kind the count, p50/p95, status counts
 and transport errors (``httpx.TransportError``, e.g. a ``ReadError`` when the server drops a keep-alive
 connection), requests per second, and the server's memory (RSS of its process and children, from ``/proc``)
 before, between and after the phases.
@@ -18,7 +20,7 @@ Exit status 1 when a valid request was not answered 2xx, any transport error occ
 anything but a 4xx; 2 when the server or its demo data cannot be found.
 
     .venv/bin/python bench/load.py --url http://127.0.0.1:8000 --api-key KEY [--clients 20] [--seconds 60]
-        [--baseline-seconds 20] [--malformed 0.1] [--pid PID] [--exclude KIND,...] [--json summary.json]
+        [--baseline-seconds 20] [--rounds 4] [--malformed 0.1] [--pid PID] [--exclude KIND,...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -501,13 +503,14 @@ async def client_loop(http: httpx.AsyncClient, rng: random.Random, targets: Targ
 
 async def run_phases(url: str, api_key: str, clients: int, phases: list[Phase], targets: Targets,
                      valid_kinds: list[str], malformed_kinds: list[str], timeout: float, seed: int,
-                     between: Callable[[str], None], warmup: list[Outcome]) -> None:
+                     between: Callable[[str], None], warmup: list[Outcome], rounds: int = 1) -> None:
     """Warm the server up and sweep the malformed variants, then run the phases with the same clients.
 
     The warm-up sends each valid kind twice from one client, so models and pools the server loads on first use
     (the text embedder, the active-learning pool) are not timed in the baseline. The sweep then sends every
     variant of every malformed kind once, each followed by a valid request on the same connection (which a
     server that drops the connection after its answer fails): every variant is checked even in a short run.
+    Each phase is then cut into ``rounds`` slices, run alternately (baseline, mixed, baseline, mixed...).
     """
     weights = [VALID_WEIGHTS[k] for k in valid_kinds]
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)  # one connection per client
@@ -526,14 +529,16 @@ async def run_phases(url: str, api_key: str, clients: int, phases: list[Phase], 
                 good = valid_call(warm_rng.choice(valid_kinds), warm_rng, targets, warm_session)
                 warmup.append(await one_request(https[0], good, api_key, "sweep", warmup[-1]))
         between("sweep")
-        for phase in phases:
-            start = time.monotonic()
-            deadline = start + phase.seconds
-            await asyncio.gather(*(client_loop(h, r, targets, s, phase, valid_kinds, weights,
-                                               malformed_kinds if phase.malformed_share > 0 else [], api_key,
-                                               deadline) for h, r, s in zip(https, rngs, sessions, strict=True)))
-            phase.elapsed = time.monotonic() - start
-            between(phase.name)
+        # Slices of the phases alternate, so a burst of the machine's other work falls on both alike.
+        for _ in range(rounds):
+            for phase in phases:
+                start = time.monotonic()
+                deadline = start + phase.seconds / rounds
+                await asyncio.gather(*(client_loop(h, r, targets, s, phase, valid_kinds, weights,
+                                                   malformed_kinds if phase.malformed_share > 0 else [], api_key,
+                                                   deadline) for h, r, s in zip(https, rngs, sessions, strict=True)))
+                phase.elapsed += time.monotonic() - start
+        between("the phases")
     finally:
         await asyncio.gather(*(h.aclose() for h in https))
 
@@ -625,6 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the mixed phase")
     ap.add_argument("--baseline-seconds", type=float, default=20.0, help="length of the valid-only phase first")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="each phase is cut into this many slices, run alternately (baseline, mixed, ...)")
     ap.add_argument("--malformed", type=float, default=0.1, help="share of malformed requests in the mixed phase")
     ap.add_argument("--rest-seconds", type=float, default=10.0, help="idle time before the last memory reading")
     ap.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
@@ -639,8 +646,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not _loopback(args.url):
         ap.error(f"--url must be a loopback address, got {args.url}")
-    if args.clients < 1 or args.seconds <= 0 or args.baseline_seconds < 0 or not 0 <= args.malformed < 1:
-        ap.error("--clients >= 1, --seconds > 0, --baseline-seconds >= 0, 0 <= --malformed < 1")
+    if args.clients < 1 or args.seconds <= 0 or args.baseline_seconds < 0 or not 0 <= args.malformed < 1 \
+            or args.rounds < 1:
+        ap.error("--clients >= 1, --seconds > 0, --baseline-seconds >= 0, 0 <= --malformed < 1, --rounds >= 1")
     excluded = {k for k in args.exclude.split(",") if k}
     unknown = excluded - set(VALID_WEIGHTS) - set(MALFORMED_KINDS)
     if unknown:
@@ -682,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(f'{x:.1f}' for x in load_before)}")
     print(f"server: {args.url}, pid {pid if pid is not None else 'not found'} ({children} child processes); "
           f"{args.clients} clients, one keep-alive connection each; baseline {args.baseline_seconds:g} s of valid "
-          f"requests, then {args.seconds:g} s with {args.malformed:.0%} malformed")
+          f"requests and mixed {args.seconds:g} s with {args.malformed:.0%} malformed, alternating in "
+          f"{args.rounds} slices each")
     print(f"targets: {targets.collection} scene {targets.scene}, {len(targets.patches)} patches at level "
           f"{targets.level}, {len(targets.posts)} posts of {targets.tweets!r}; kinds left out: "
           f"{', '.join(sorted(excluded)) or 'none'}")
@@ -691,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     phases = ([Phase("baseline", args.baseline_seconds, 0.0)] if args.baseline_seconds > 0 else []) + \
         [Phase("mixed", args.seconds, args.malformed)]
     asyncio.run(run_phases(args.url, args.api_key, args.clients, phases, targets, valid_kinds, malformed_kinds,
-                           args.timeout, args.seed, lambda name: read_memory(f"after {name}"), warmup))
+                           args.timeout, args.seed, lambda name: read_memory(f"after {name}"), warmup,
+                           args.rounds))
     time.sleep(args.rest_seconds)
     read_memory(f"after {args.rest_seconds:g} s idle")
 

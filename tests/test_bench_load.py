@@ -41,8 +41,8 @@ def test_short_load_reports_every_request_and_passes(server: Server, posts: str,
     out = tmp_path / "load.json"
     run = subprocess.run(
         [sys.executable, str(SCRIPT), "--url", server.url, "--api-key", API_KEY, "--pid", str(server.process.pid),
-         "--clients", "3", "--baseline-seconds", "2", "--seconds", "4", "--rest-seconds", "0", "--timeout", "30",
-         "--collection", DEMO_COLLECTION, "--tweets", posts, "--json", str(out)],
+         "--clients", "3", "--baseline-seconds", "2", "--seconds", "4", "--rounds", "2", "--rest-seconds", "0",
+         "--timeout", "30", "--collection", DEMO_COLLECTION, "--tweets", posts, "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert run.returncode in (0, 1) and out.exists(), run.stdout[-2000:] + run.stderr[-3000:]
     summary = json.loads(out.read_text())
