@@ -37,6 +37,7 @@ from server.jobs_http import JobResponseHints, use_context_executor
 from server.labels_api import labels_router
 from server.limits import BodyLimit
 from server.ogc import OGC_PREFIX, anonymous_processes, build_ogc_app
+from server.security import SecurityHeaders, SecurityPolicies
 from server.similarity import SimilarityExtension
 from server.stac_client import EOFusionCoreClient
 from server.static_pages import common_router
@@ -150,4 +151,8 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     # Inside the key check: a keyed item write may send a larger body (limits.bulk_body_bytes).
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, processes=anonymous_processes())
+    # Outermost, so that every answer (a refused key included) carries the security headers.
+    app.add_middleware(SecurityHeaders, policies=SecurityPolicies(
+        docs_paths=frozenset({f"{STAC_PREFIX}/api.html", f"{OGC_PREFIX}/openapi"}),
+        download_prefixes=(SCENES_PREFIX, "/files")))
     return app

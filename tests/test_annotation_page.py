@@ -84,7 +84,9 @@ def test_annotation_page_rounds_and_accept(server: Server, archives: dict, tmp_p
             assert "Forest" in labels and any(v.startswith("Forest / ") for v in labels)
 
             page.fill("#api-key", API_KEY)
-            assert page.evaluate("sessionStorage.getItem('eofusion.apiKey')") == API_KEY
+            # The key stays in the page's memory: no web storage or cookie another script of the origin reads.
+            assert page.evaluate("sessionStorage.length + localStorage.length") == 0
+            assert API_KEY not in page.evaluate("document.cookie")
             page.select_option("#pool", "eurosat")
             page.select_option("#descriptor", "s2")
 

@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const KEY_STORAGE = "eofusion.apiKey";
+  const OLD_KEY_STORAGE = "eofusion.apiKey"; // where an older version of the page kept the API key
   const SEED_SHOWN = 48;
   const ROUND_URL = "/ogc/processes/active-learning-round/execution";
   const ACCEPT_URL = "/ogc/processes/accept-annotations/execution";
@@ -515,19 +515,13 @@
   }
 
   function init() {
+    // The API key lives in the password field only: never in web storage or a cookie, which every other
+    // script of this origin could read. An older version of the page kept it in sessionStorage: drop that copy.
     try {
-      el.apiKey.value = sessionStorage.getItem(KEY_STORAGE) || "";
+      sessionStorage.removeItem(OLD_KEY_STORAGE);
     } catch {
-      // storage can be disabled; the key then lives in the field only
+      // storage can be disabled; there is then nothing to drop
     }
-    el.apiKey.addEventListener("input", () => {
-      try {
-        if (apiKey()) sessionStorage.setItem(KEY_STORAGE, apiKey());
-        else sessionStorage.removeItem(KEY_STORAGE);
-      } catch {
-        // see above
-      }
-    });
     el.pool.addEventListener("change", onPoolChange);
     el.descriptor.addEventListener("change", onSessionParamChange);
     el.level.addEventListener("change", onSessionParamChange);

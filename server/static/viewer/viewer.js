@@ -89,12 +89,29 @@
   posts.addTo(map);
   query.addTo(map);
 
-  const layers = L.control.layers(null, {
-    "Scene footprints": footprints,
-    "Patch outlines (current view)": patches,
-    "Fused posts": posts,
-    "Query place": query,
-  }, { collapsed: false, position: "topright" }).addTo(map);
+  // Leaflet writes a layer name with innerHTML; this control writes it as text, or appends the DOM node given,
+  // so a scene id never becomes markup.
+  const TextLayers = L.Control.Layers.extend({
+    _addItem(obj) {
+      const item = L.Control.Layers.prototype._addItem.call(this, { ...obj, name: "" });
+      const name = item.querySelector("span > span") || item;
+      name.replaceChildren(" ", obj.name instanceof Node ? obj.name.cloneNode(true) : String(obj.name));
+      return item;
+    },
+  });
+
+  // A layer name as a DOM node (text only).
+  function layerName(text) {
+    const span = document.createElement("span");
+    span.textContent = text;
+    return span;
+  }
+
+  const layers = new TextLayers(null, null, { collapsed: false, position: "topright" }).addTo(map);
+  layers.addOverlay(footprints, layerName("Scene footprints"));
+  layers.addOverlay(patches, layerName("Patch outlines (current view)"));
+  layers.addOverlay(posts, layerName("Fused posts"));
+  layers.addOverlay(query, layerName("Query place"));
   L.control.scale({ imperial: false }).addTo(map);
 
   function patchPopup(f) {
@@ -153,7 +170,7 @@
     state.imageryName = `Imagery: ${scene.id}`;
     layer.addTo(map);
     layer.bringToBack();
-    layers.addOverlay(layer, state.imageryName);
+    layers.addOverlay(layer, layerName(state.imageryName));
     el.sceneNote.textContent = `${scene.collection} / ${scene.id}: ${what}, rescaled 0–3000.`;
     if (zoom) map.fitBounds(toBounds(bboxOf(scene)));
   }
@@ -345,6 +362,14 @@
     return div;
   }
 
+  // The tooltip of a post's marker: its rank and the start of its text, as a text node (Leaflet writes strings as HTML).
+  function postTooltip(r, position) {
+    const span = document.createElement("span");
+    span.className = "post-tooltip";
+    span.textContent = `#${position} ${(r.text || "").slice(0, 60)}`;
+    return span;
+  }
+
   function clearPosts() {
     posts.clearLayers();
     state.markers.clear();
@@ -375,7 +400,7 @@
       });
       const sameSpot = spots.get(`${r.lon.toFixed(5)},${r.lat.toFixed(5)}`);
       marker.bindPopup(() => postPopup(r, i + 1, modalities, sameSpot), { maxWidth: 320 });
-      marker.bindTooltip(`#${i + 1} ${(r.text || "").slice(0, 60)}`, { direction: "top" });
+      marker.bindTooltip(() => postTooltip(r, i + 1), { direction: "top" });
       marker.addTo(posts);
       state.markers.set(r.id, marker);
     }
