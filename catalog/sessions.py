@@ -89,8 +89,10 @@ def get_session(conn: psycopg.Connection, session_id: uuid.UUID | str, lock: boo
         raise SessionError(f"not a session id: {session_id!r}") from None
     if lock:
         # A statement of its own: the read below then takes a snapshot after the lock was granted, so it
-        # sees what the round that held the lock committed.
-        if conn.execute("SELECT 1 FROM eofusion.sessions WHERE id = %s FOR UPDATE", (sid,)).fetchone() is None:
+        # sees what the round that held the lock committed. NO KEY: rows that merely reference the session
+        # (annotations, a child session) can still be written meanwhile.
+        if conn.execute("SELECT 1 FROM eofusion.sessions WHERE id = %s FOR NO KEY UPDATE",
+                        (sid,)).fetchone() is None:
             raise SessionError(f"unknown session {session_id}")
     # One round trip: the session, its feedback (two aligned arrays) and its last round number.
     row = conn.execute(
