@@ -148,10 +148,17 @@ class Targets:
 
 @dataclass
 class Session:
-    """One client's active-learning session: its id and the queries of its last round."""
+    """One client's active-learning session and connection state.
+
+    Attributes:
+        id: The session, once a round started it.
+        queries: The queries of its last round (the next round marks them).
+        last: The last outcome on the client's connection (a transport error names it).
+    """
 
     id: str | None = None
     queries: list[str] = field(default_factory=list)
+    last: Outcome | None = None
 
     def update(self, response: httpx.Response) -> None:
         """Keep the session and the next questions from a round's answer."""
@@ -488,14 +495,13 @@ async def client_loop(http: httpx.AsyncClient, rng: random.Random, targets: Targ
                       phase: Phase, valid_kinds: list[str], weights: list[int], malformed_kinds: list[str],
                       api_key: str, deadline: float) -> None:
     """One client: request after request on its connection until the phase's deadline."""
-    previous: Outcome | None = None
     while time.monotonic() < deadline:
         if malformed_kinds and rng.random() < phase.malformed_share:
             call = malformed_call(rng.choice(malformed_kinds), rng, targets)
         else:
             call = valid_call(rng.choices(valid_kinds, weights)[0], rng, targets, session)
-        outcome = await one_request(http, call, api_key, phase.name, previous)
-        previous = outcome
+        outcome = await one_request(http, call, api_key, phase.name, session.last)
+        session.last = outcome
         if call.kind == "al-round" and outcome.failed:
             session.id, session.queries = None, []  # start a new session rather than repeat a refused round
         phase.outcomes.append(outcome)
@@ -529,6 +535,7 @@ async def run_phases(url: str, api_key: str, clients: int, phases: list[Phase], 
                 good = valid_call(warm_rng.choice(valid_kinds), warm_rng, targets, warm_session)
                 warmup.append(await one_request(https[0], good, api_key, "sweep", warmup[-1]))
         between("sweep")
+        sessions[0].last = warmup[-1] if warmup else None  # the warm-up and sweep ran on the first connection
         # Slices of the phases alternate, so a burst of the machine's other work falls on both alike.
         for _ in range(rounds):
             for phase in phases:
