@@ -204,9 +204,10 @@ def bulk_load_descriptors(conn: psycopg.Connection, collection: str, item_ids: S
 def deferred_vector_indexes(database_url: str, config: BulkLoadConfig | None = None) -> Iterator[list[IndexDef]]:
     """Drop a table's vector indexes for a load of many transactions; rebuild them at exit.
 
-    Indexes an earlier, killed load left dropped are recreated first. The dropped ones are recorded
-    (``eofusion.deferred_indexes``) under an advisory lock this load's session holds until they are
-    rebuilt, so a kill in between loses nothing: :func:`restore_deferred_indexes` rebuilds them.
+    The dropped ones are recorded (``eofusion.deferred_indexes``) under an advisory lock this load's
+    session holds until they are rebuilt, so a kill in between loses nothing: the next load or
+    :func:`restore_deferred_indexes` rebuilds them. Indexes an earlier, killed load left dropped are
+    adopted by this load (rebuilt at its exit).
 
     Yields:
         The dropped indexes. They are recreated when the block ends, also when it raises.
