@@ -491,11 +491,42 @@ async def one_request(http: httpx.AsyncClient, call: Call, api_key: str, phase: 
                    f"{what} -> {response.status_code} {response.text[:200]!r}")
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """When each phase runs: consecutive windows ``(end, phase)`` from a start time."""
+
+    start: float
+    windows: list[tuple[float, Phase]]
+
+    @classmethod
+    def alternating(cls, start: float, phases: list[Phase], rounds: int) -> Timeline:
+        """Each phase cut into ``rounds`` windows, the phases taking turns (baseline, mixed, baseline...)."""
+        windows, t = [], start
+        for _ in range(rounds):
+            for phase in phases:
+                t += phase.seconds / rounds
+                windows.append((t, phase))
+        return cls(start, windows)
+
+    @property
+    def end(self) -> float:
+        """When the last window closes."""
+        return self.windows[-1][0]
+
+    def phase_at(self, t: float) -> Phase | None:
+        """The phase whose window holds time ``t`` (None after the last one)."""
+        return next((phase for end, phase in self.windows if t < end), None)
+
+
 async def client_loop(http: httpx.AsyncClient, rng: random.Random, targets: Targets, session: Session,
-                      phase: Phase, valid_kinds: list[str], weights: list[int], malformed_kinds: list[str],
-                      api_key: str, deadline: float) -> None:
-    """One client: request after request on its connection until the phase's deadline."""
-    while time.monotonic() < deadline:
+                      timeline: Timeline, valid_kinds: list[str], weights: list[int], malformed_kinds: list[str],
+                      api_key: str) -> None:
+    """One client: request after request on its connection until the timeline ends.
+
+    A request belongs to the phase of the window it starts in: the clients never wait for each other between
+    windows, so every window runs at full concurrency (no tail of the last requests in each window).
+    """
+    while (phase := timeline.phase_at(time.monotonic())) is not None:
         if malformed_kinds and rng.random() < phase.malformed_share:
             call = malformed_call(rng.choice(malformed_kinds), rng, targets)
         else:
@@ -509,14 +540,17 @@ async def client_loop(http: httpx.AsyncClient, rng: random.Random, targets: Targ
 
 async def run_phases(url: str, api_key: str, clients: int, phases: list[Phase], targets: Targets,
                      valid_kinds: list[str], malformed_kinds: list[str], timeout: float, seed: int,
-                     between: Callable[[str], None], warmup: list[Outcome], rounds: int = 1) -> None:
+                     between: Callable[[str], None], warmup: list[Outcome], rounds: int = 1) -> float:
     """Warm the server up and sweep the malformed variants, then run the phases with the same clients.
 
     The warm-up sends each valid kind twice from one client, so models and pools the server loads on first use
     (the text embedder, the active-learning pool) are not timed in the baseline. The sweep then sends every
     variant of every malformed kind once, each followed by a valid request on the same connection (which a
     server that drops the connection after its answer fails): every variant is checked even in a short run.
-    Each phase is then cut into ``rounds`` slices, run alternately (baseline, mixed, baseline, mixed...).
+    Each phase is then cut into ``rounds`` windows, run alternately (baseline, mixed, baseline, mixed...).
+
+    Returns:
+        Seconds the last requests took to end after the last window closed.
     """
     weights = [VALID_WEIGHTS[k] for k in valid_kinds]
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)  # one connection per client
@@ -536,16 +570,14 @@ async def run_phases(url: str, api_key: str, clients: int, phases: list[Phase], 
                 warmup.append(await one_request(https[0], good, api_key, "sweep", warmup[-1]))
         between("sweep")
         sessions[0].last = warmup[-1] if warmup else None  # the warm-up and sweep ran on the first connection
-        # Slices of the phases alternate, so a burst of the machine's other work falls on both alike.
-        for _ in range(rounds):
-            for phase in phases:
-                start = time.monotonic()
-                deadline = start + phase.seconds / rounds
-                await asyncio.gather(*(client_loop(h, r, targets, s, phase, valid_kinds, weights,
-                                                   malformed_kinds if phase.malformed_share > 0 else [], api_key,
-                                                   deadline) for h, r, s in zip(https, rngs, sessions, strict=True)))
-                phase.elapsed += time.monotonic() - start
+        # Windows of the phases alternate, so a burst of the machine's other work falls on both alike.
+        timeline = Timeline.alternating(time.monotonic(), phases, rounds)
+        await asyncio.gather(*(client_loop(h, r, targets, s, timeline, valid_kinds, weights, malformed_kinds,
+                                           api_key) for h, r, s in zip(https, rngs, sessions, strict=True)))
+        for phase in phases:
+            phase.elapsed = phase.seconds  # requests are counted by the window they started in
         between("the phases")
+        return time.monotonic() - timeline.end
     finally:
         await asyncio.gather(*(h.aclose() for h in https))
 
@@ -706,13 +738,15 @@ def main(argv: list[str] | None = None) -> int:
     warmup: list[Outcome] = []
     phases = ([Phase("baseline", args.baseline_seconds, 0.0)] if args.baseline_seconds > 0 else []) + \
         [Phase("mixed", args.seconds, args.malformed)]
-    asyncio.run(run_phases(args.url, args.api_key, args.clients, phases, targets, valid_kinds, malformed_kinds,
-                           args.timeout, args.seed, lambda name: read_memory(f"after {name}"), warmup,
-                           args.rounds))
+    drained = asyncio.run(run_phases(args.url, args.api_key, args.clients, phases, targets, valid_kinds,
+                                     malformed_kinds, args.timeout, args.seed,
+                                     lambda name: read_memory(f"after {name}"), warmup, args.rounds))
     time.sleep(args.rest_seconds)
     read_memory(f"after {args.rest_seconds:g} s idle")
 
     summaries = {p.name: phase_summary(p) for p in phases}
+    print(f"\n(requests count in the window they started in; the last ones ended {drained:.1f} s after the last "
+          "window closed)")
     warm = [o for o in warmup if o.phase == "warm-up"]
     sweep = [o for o in warmup if o.phase == "sweep"]
     print("\nwarm-up (not in the phases): " + ", ".join(
