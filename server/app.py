@@ -20,7 +20,6 @@ from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 from stac_fastapi.pgstac.config import Settings as StacSettings
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.extensions import FreeTextExtension
-from stac_fastapi.pgstac.models.extensions import Extensions
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -39,7 +38,7 @@ from server.limits import BodyLimit
 from server.ogc import OGC_PREFIX, anonymous_processes, build_ogc_app
 from server.security import SecurityHeaders, SecurityPolicies
 from server.similarity import SimilarityExtension
-from server.stac_client import EOFusionCoreClient
+from server.stac_client import EOFusionCoreClient, EOFusionExtensions
 from server.static_pages import common_router
 from server.tiles import tiles_router
 from server.viewer import router as viewer_router
@@ -119,9 +118,10 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
             await app.state.similarity_pool.close()
             await close_db_connection(app)
 
-    extensions = Extensions(settings=stac_settings, search_map={"free_text": FreeTextExtension(),
-                                                                "similarity": SimilarityExtension()},
-                            extra_map={})
+    # Our transactions clients: they refuse bodies holding inf/NaN, which pgstac would store as null.
+    extensions = EOFusionExtensions(settings=stac_settings, search_map={"free_text": FreeTextExtension(),
+                                                                      "similarity": SimilarityExtension()},
+                                    extra_map={})
     api = instantiate_api(client=EOFusionCoreClient, extensions=extensions, lifespan=lifespan, settings=stac_settings)
     api.client.landing_page_id = "eofusion"  # the client's default comes from the environment
     app = api.app

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+import attr
 import orjson
+from pydantic import BaseModel
+from stac_fastapi.api.models import JSONResponse
+from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
 from stac_fastapi.pgstac.core import CoreCrudClient
+from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.pgstac.transactions import BulkTransactionsClient, TransactionsClient
+from stac_fastapi.types.extension import ApiExtension
 from starlette.requests import Request
 
 from eofusion.errors import InvalidInput
@@ -36,6 +45,19 @@ def check_json_parameters(params: dict[str, Any]) -> None:
         raise InvalidInput("fields holds an empty name")
 
 
+def non_finite_path(value: Any, path: str = "") -> str | None:
+    """Where a JSON value holds a number JSON cannot carry (Python's parser reads ``NaN``, ``1e400`` as inf)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path or "body"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) \
+        else ()
+    for key, sub in items:
+        found = non_finite_path(sub, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
 class EOFusionCoreClient(CoreCrudClient):
     """stac-fastapi-pgstac's client with the similarity extension, and ``datetime: null`` restored
     (pgstac strips null properties, but STAC requires ``datetime``, null for an interval item)."""
@@ -54,6 +76,10 @@ class EOFusionCoreClient(CoreCrudClient):
         return await super().all_collections(request, **kwargs)
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
+        # A bbox or coordinate of inf/NaN passes stac-pydantic's range checks and breaks the answer's JSON.
+        where = non_finite_path(search_request.model_dump(mode="python", exclude_none=True))
+        if where:
+            raise InvalidInput(f"{where} is not a finite number")
         if getattr(search_request, "similar_to", None) is not None:
             from server.similarity import similar_search
 
@@ -67,3 +93,77 @@ class EOFusionCoreClient(CoreCrudClient):
             if props is not None and "datetime" not in props and "start_datetime" in props:
                 props["datetime"] = None
         return collection
+
+
+def check_finite_body(values: dict[str, Any], *positional: Any) -> None:
+    """Refuse a write whose body holds inf or NaN: pgstac would store it as null (a point at 0).
+
+    Args:
+        values: The endpoint's keyword arguments (pydantic models of the body, path strings, the request).
+        positional: Its positional arguments (stac-fastapi passes a body model alone positionally).
+
+    Raises:
+        InvalidInput: naming where the number is.
+    """
+    for name, value in [*(("body", v) for v in positional), *values.items()]:
+        if isinstance(value, list):
+            value = [v.model_dump(mode="python") if isinstance(v, BaseModel) else v for v in value]
+        elif isinstance(value, BaseModel):
+            value = value.model_dump(mode="python")
+        elif not isinstance(value, dict):
+            continue
+        where = non_finite_path(value, name)
+        if where:
+            raise InvalidInput(f"{where} is not a finite number")
+
+
+@attr.s
+class EOFusionTransactionsClient(TransactionsClient):
+    """pgstac's transactions, refusing bodies with numbers JSON cannot carry (see :func:`check_finite_body`)."""
+
+    async def create_item(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        check_finite_body(kwargs, *args)
+        return await super().create_item(*args, **kwargs)
+
+    async def update_item(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        check_finite_body(kwargs, *args)
+        return await super().update_item(*args, **kwargs)
+
+    async def patch_item(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        check_finite_body(kwargs, *args)
+        return await super().patch_item(*args, **kwargs)
+
+    async def create_collection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        check_finite_body(kwargs, *args)
+        return await super().create_collection(*args, **kwargs)
+
+    async def update_collection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        check_finite_body(kwargs, *args)
+        return await super().update_collection(*args, **kwargs)
+
+    async def patch_collection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        check_finite_body(kwargs, *args)
+        return await super().patch_collection(*args, **kwargs)
+
+
+@attr.s
+class EOFusionBulkTransactionsClient(BulkTransactionsClient):
+    """pgstac's bulk item load, refusing bodies with numbers JSON cannot carry."""
+
+    async def bulk_item_insert(self, items: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        check_finite_body({}, items)
+        return await super().bulk_item_insert(items, **kwargs)
+
+
+@dataclass
+class EOFusionExtensions(Extensions):
+    """stac-fastapi-pgstac's extensions with :class:`EOFusionTransactionsClient` and its bulk sibling."""
+
+    @property
+    def transaction(self) -> list[ApiExtension]:
+        """The transaction extensions, on our clients (when transactions are enabled)."""
+        if not self.settings.enable_transactions_extensions:
+            return []
+        return [TransactionExtension(client=EOFusionTransactionsClient(), settings=self.settings,
+                                     response_class=JSONResponse),
+                BulkTransactionExtension(client=EOFusionBulkTransactionsClient())]

@@ -153,6 +153,39 @@ def test_free_text_and_json_patch_mistakes_are_4xx(client: httpx.Client, loaded:
     assert client.get(f"/stac/collections/{DEMO_COLLECTION}").json() == before
 
 
+@pytest.mark.parametrize("body", [
+    b'{"bbox": [1e400, 0, 1, 1]}',
+    b'{"bbox": [NaN, 0, 1, 1]}',
+    b'{"intersects": {"type": "Point", "coordinates": [-Infinity, 0]}}',
+    b'{"filter": {"op": "=", "args": [{"property": "eofusion:grid_level"}, 1e999]}}',
+])
+def test_numbers_json_cannot_carry_are_400(client: httpx.Client, loaded: dict, body: bytes) -> None:
+    r = client.post("/stac/search", content=body, headers={"content-type": "application/json"})
+    assert_error(r, 400, "finite")
+
+
+#: A point at longitude inf: Python's json module writes it as ``Infinity`` (and reads it back).
+_INF_ITEM = {"type": "Feature", "stac_version": "1.0.0", "id": "inf-point", "collection": DEMO_COLLECTION,
+             "geometry": {"type": "Point", "coordinates": [float("inf"), 0.5]}, "bbox": [0.5, 0.5, 0.5, 0.5],
+             "properties": {"datetime": "2021-05-01T00:00:00Z"}, "links": [], "assets": {}}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", f"/stac/collections/{DEMO_COLLECTION}/items", json.dumps(_INF_ITEM)),
+    ("PUT", f"/stac/collections/{DEMO_COLLECTION}/items/inf-point", json.dumps(_INF_ITEM)),
+    ("POST", f"/stac/collections/{DEMO_COLLECTION}/bulk_items", json.dumps({"items": {"inf-point": _INF_ITEM}})),
+    ("PATCH", f"/stac/collections/{DEMO_COLLECTION}", '[{"op": "add", "path": "/x", "value": NaN}]'),
+])
+def test_writes_holding_inf_or_nan_are_400_and_store_nothing(client: httpx.Client, loaded: dict, method: str,
+                                                             path: str, body: str) -> None:
+    # pgstac would store the point at longitude 0 (the number dumped as null).
+    before = client.get(f"/stac/collections/{DEMO_COLLECTION}").json()
+    r = client.request(method, path, content=body, headers={**KEY, "content-type": "application/json"})
+    assert_error(r, 400, "finite")
+    assert client.get(f"/stac/collections/{DEMO_COLLECTION}/items/inf-point").status_code == 404
+    assert client.get(f"/stac/collections/{DEMO_COLLECTION}").json() == before
+
+
 def test_every_answer_carries_a_request_id(client: httpx.Client) -> None:
     ok, missing = client.get("/stac/"), client.get("/stac/collections/0")
     ids = [ok.headers.get("x-request-id"), missing.headers.get("x-request-id")]
