@@ -144,7 +144,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     # Files that processes write (validation reports, exports), downloadable as they are.
     app.mount("/files", StaticFiles(directory=files_dir), name="files")
     app.mount(OGC_PREFIX, JobResponseHints(build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc",
-                                                         files_dir)))
+                                                         files_dir, limits=settings.limits)))
     app.add_middleware(PrefixRootAlias, prefixes=(OGC_PREFIX,))
     app.add_middleware(BBoxGuard)
     app.add_middleware(JsonBodyGuard)
