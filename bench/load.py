@@ -730,7 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"server: {args.url}, pid {pid if pid is not None else 'not found'} ({children} child processes); "
           f"{args.clients} clients, one keep-alive connection each; baseline {args.baseline_seconds:g} s of valid "
           f"requests and mixed {args.seconds:g} s with {args.malformed:.0%} malformed, alternating in "
-          f"{args.rounds} slices each")
+          f"{args.rounds} windows each")
     print(f"targets: {targets.collection} scene {targets.scene}, {len(targets.patches)} patches at level "
           f"{targets.level}, {len(targets.posts)} posts of {targets.tweets!r}; kinds left out: "
           f"{', '.join(sorted(excluded)) or 'none'}")
