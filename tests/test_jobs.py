@@ -63,8 +63,9 @@ def listed(srv: Server, headers: dict[str, str] | None = None) -> set[str]:
 
 
 def reports(data_dir: Path) -> set[str]:
+    """Validation reports written under ``data_dir``: the plot, written last, just before the run returns."""
     folder = data_dir / "files" / "reports"
-    return {p.name for p in folder.glob("validation-*.json")} if folder.exists() else set()
+    return {p.name for p in folder.glob("validation-*.png")} if folder.exists() else set()
 
 
 @pytest.fixture(scope="module")
@@ -193,26 +194,32 @@ def test_a_second_server_does_not_fail_the_running_job_of_the_first(keyed_server
     assert wait_until(keyed_server, job, A)["status"] == "successful"
 
 
-def test_a_failed_job_never_becomes_successful(keyed_server: Server, db_url: str, data_dir: Path) -> None:
-    before = reports(data_dir)
-    job = job_id_of(execute(keyed_server, "validate", SLOW_VALIDATE, A, async_=True))
-    wait_until(keyed_server, job, A, done=("running",), timeout=120, progress=20)
-    # Fail it under the run, as a server that believed its owner dead would.
-    with connect(db_url) as conn:
-        cur = conn.execute("UPDATE eofusion.jobs SET status = 'failed', message = 'interrupted (test)', "
-                           "finished = now() WHERE identifier = %s AND status = 'running'", (job,))
-        conn.commit()
-    assert cur.rowcount == 1, "the validation ended before the test could fail it: make it longer"
-    # The run goes on to its end (it writes its report last), then must leave the failure as it is.
-    deadline = time.monotonic() + 300
-    while reports(data_dir) == before and time.monotonic() < deadline:
-        time.sleep(0.3)
-    assert reports(data_dir) != before, "the validation did not finish"
-    time.sleep(3)
-    st = status(keyed_server, job, A).json()
-    assert st["status"] == "failed" and "interrupted (test)" in st["message"]
-    res = httpx.get(f"{keyed_server.url}/ogc/jobs/{job}/results", params={"f": "json"}, headers=A, timeout=30)
-    assert res.status_code == 400 and "after_last_round" not in res.text
+def test_a_failed_job_never_becomes_successful(loaded: dict, archives: dict, settings_env: dict[str, str],
+                                              db_url: str, tmp_path: Path) -> None:
+    # A server of its own files folder (same database): the report that appears there is this job's.
+    env = {**settings_env, "EOFUSION_DATABASE_URL": db_url, "EOFUSION_DATA_DIR": str(tmp_path)}
+    srv = start_server(env, tmp_path / "server.log")
+    try:
+        job = job_id_of(execute(srv, "validate", SLOW_VALIDATE, A, async_=True))
+        wait_until(srv, job, A, done=("running",), timeout=120, progress=20)
+        # Fail it under the run, as a server that believed its owner dead would.
+        with connect(db_url) as conn:
+            cur = conn.execute("UPDATE eofusion.jobs SET status = 'failed', message = 'interrupted (test)', "
+                               "finished = now() WHERE identifier = %s AND status = 'running'", (job,))
+            conn.commit()
+        assert cur.rowcount == 1, "the validation ended before the test could fail it: make it longer"
+        # The run goes on to its end (it writes its plot last), then must leave the failure as it is.
+        deadline = time.monotonic() + 300
+        while not reports(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert reports(tmp_path), "the validation did not finish"
+        time.sleep(3)
+        st = status(srv, job, A).json()
+        assert st["status"] == "failed" and "interrupted (test)" in st["message"]
+        res = httpx.get(f"{srv.url}/ogc/jobs/{job}/results", params={"f": "json"}, headers=A, timeout=30)
+        assert res.status_code == 400 and "after_last_round" not in res.text
+    finally:
+        srv.stop()
 
 
 def test_start_up_fails_only_jobs_of_servers_that_stopped_beating(loaded: dict, settings_env: dict[str, str],
