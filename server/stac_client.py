@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote_plus
 
 import attr
 import orjson
+from fastapi import Depends, Path
 from pydantic import BaseModel
 from stac_fastapi.api.models import JSONResponse
 from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
@@ -166,4 +167,11 @@ class EOFusionExtensions(Extensions):
             return []
         return [TransactionExtension(client=EOFusionTransactionsClient(), settings=self.settings,
                                      response_class=JSONResponse),
-                BulkTransactionExtension(client=EOFusionBulkTransactionsClient())]
+                # Its endpoint reads collection_id from the path without declaring it: the dependency declares it
+                # in the OpenAPI document, so clients (and fuzzers) generated from it can call the route.
+                BulkTransactionExtension(client=EOFusionBulkTransactionsClient(),
+                                         route_dependencies=[Depends(collection_path_parameter)])]
+
+
+def collection_path_parameter(collection_id: Annotated[str, Path(description="Collection ID")]) -> None:
+    """Declares the ``collection_id`` path parameter of a route (its value is read from the path)."""

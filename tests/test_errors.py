@@ -12,6 +12,7 @@ import asyncio
 import http.client
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -422,3 +423,17 @@ def test_limit_depth_and_text_are_bounded(tight_client: httpx.Client, client: ht
                  "EOFUSION_LIMIT_TEXT_CHARS")
     assert_error(_search(client, {"similar_to": REF, "descriptor": "hash", "rerank_depth": 5001,
                                   "collections": ["eurosat"]}), 400, "EOFUSION_LIMIT_DEPTH")
+
+
+def test_every_path_parameter_is_declared_in_the_openapi_document(client: httpx.Client) -> None:
+    # A client or fuzzer generated from the document must be able to fill in each {parameter} of a path.
+    doc = client.get("/stac/api").json()
+    undeclared = []
+    for path, operations in doc["paths"].items():
+        names = set(re.findall(r"\{([^}]+)\}", path))
+        for method, op in operations.items():
+            declared = {p["name"] for p in op.get("parameters", []) + operations.get("parameters", [])
+                        if p.get("in") == "path"}
+            if names - declared:
+                undeclared.append(f"{method.upper()} {path}: {sorted(names - declared)}")
+    assert not undeclared, undeclared
