@@ -117,7 +117,7 @@ class RoundInputs(ProcessInputs):
     session: Annotated[uuid.UUID | None, Field(title="Session id")] = None
     pool: Annotated[Ident | None, Field(title="Collection to search (new session)")] = None
     descriptor: Annotated[Descriptor | None, Field(title="Descriptor")] = None
-    level: Annotated[int | None, Field(title="Grid level (patch size in px)", ge=1)] = None
+    level: Annotated[int | None, Field(title="Grid level (patch size in px)", ge=1, le=1_000_000)] = None
     parent_session: Annotated[uuid.UUID | None, Field(
         title="Coarser session whose accepted cells restrict this one")] = None
     feedback: Annotated[list[Mark], Bound("marks_per_round"), Field(title="Marks")] = []

@@ -78,9 +78,10 @@ def open_to_anonymous(processor: type) -> bool:
 
 
 class ProcessInputs(BaseModel):
-    """Base of every process's inputs: unknown inputs are refused, types are not coerced ("5" is no integer)."""
+    """Base of every process's inputs: unknown inputs are refused, types are not coerced ("5" is no integer),
+    and NaN or infinite numbers are refused (Python's JSON parser, which pygeoapi uses, reads them)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,24 @@ class ProcessError(ProcessorExecuteError):
         return cls(str(err), status_of(err))
 
 
+def nul_in(value: Any, where: str = "") -> str | None:
+    """Where the first NUL character of a JSON value is (``feedback.0.item``), or None.
+
+    PostgreSQL text cannot hold NUL: such an input would fail in the database instead of being refused.
+    """
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return path
+        found = nul_in(item, path)
+        if found is not None:
+            return found
+    return None
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -282,6 +301,9 @@ class EOFusionProcessor(BaseProcessor, Generic[I]):  # type: ignore[misc]
             data = {}
         if not isinstance(data, dict):
             raise ProcessError(f"inputs must be a JSON object of named inputs, got {type(data).__name__}")
+        nul = nul_in(data)
+        if nul is not None:
+            raise ProcessError(f"input {nul!r}: text may not contain NUL characters")
         try:
             inputs = self.inputs_type.model_validate_json(json.dumps(data))
         except ValidationError as err:

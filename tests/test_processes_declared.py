@@ -93,7 +93,7 @@ def test_every_description_has_the_inputs_of_its_model(client: httpx.Client, set
 @pytest.mark.parametrize(("process", "inputs", "needle"), [
     ("list-labels", {"level": "1"}, "input 'level'"),
     ("list-labels", {"levle": 1}, "unknown input 'levle'"),
-    ("text-search", {"text": "sea"}, "missing input 'collection'"),
+    ("text-search", {"collection": DEMO_COLLECTION, "text": "   "}, "input 'text'"),
     ("late-fusion-search", {"text": "flood", "depth": 5000}, "input 'depth'"),
     ("late-fusion-search", {"text": "flood", "lon": "9", "lat": 40}, "input 'lon'"),
     ("late-fusion-search", {"text": "flood", "datetime": "yesterday"}, "input 'datetime'"),
@@ -103,7 +103,7 @@ def test_every_description_has_the_inputs_of_its_model(client: httpx.Client, set
     ("active-learning-round", {"pool": "eurosat", "feedback": [{"item": "Forest_1031"}]},
      "missing input 'feedback.0.positive'"),
     ("validate", {"collection": "eurosat", "rounds": 21}, "input 'rounds'"),
-    ("export", {"collection": 5}, "input 'collection'"),
+    ("export", {"collection": ""}, "input 'collection'"),
     ("train-hashing", {"collection": "eurosat", "epochs": 2.5}, "input 'epochs'"),
 ])
 def test_a_wrong_input_is_a_400_naming_it(client: httpx.Client, process: str, inputs: dict, needle: str) -> None:
@@ -111,6 +111,18 @@ def test_a_wrong_input_is_a_400_naming_it(client: httpx.Client, process: str, in
     assert r.status_code == 400, r.text
     body = r.json()
     assert body["code"] == "InvalidParameterValue" and needle in body["description"], body
+
+
+def test_nul_characters_and_non_finite_numbers_are_a_400(client: httpx.Client, posts: str) -> None:
+    nul = execute(client, "tweets-near-patches", {"collection": DEMO_COLLECTION, "item": "a\x00b"})
+    assert nul.status_code == 400 and "input 'item': text may not contain NUL" in nul.text, nul.text
+    nul_mark = execute(client, "active-learning-round", {"pool": "eurosat", "feedback": [
+        {"item": "Forest_1031\x00", "positive": True}]}, KEY)
+    assert nul_mark.status_code == 400 and "input 'feedback.0.item'" in nul_mark.text, nul_mark.text
+    for number in (b"NaN", b"Infinity", b"-Infinity"):
+        r = client.post("/ogc/processes/late-fusion-search/execution", headers={"Content-Type": "application/json"},
+                        content=b'{"inputs": {"collection": "tweets", "text": "flood", "lon": %s, "lat": 40}}' % number)
+        assert r.status_code == 400 and "input 'lon'" in r.text, (number, r.text)
 
 
 @pytest.mark.parametrize("body", [b"[1]", b'"x"', b"null", b"42", b'{"inputs": 5}', b'{"inputs": [1]}',
