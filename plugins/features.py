@@ -158,16 +158,14 @@ class PgFeatureProvider(PostgreSQLProvider):
         return and_(*clauses)
 
     def _get_cql_filters(self, filterq: Any) -> Any:
-        # pygeofilter leaves a name it does not know as a bare SQL identifier or literal: an
-        # unknown property would silently match nothing (or fail in the database).
-        from pygeofilter import ast
+        from pygeofilter import ast, values
 
         if filterq is not None and not isinstance(filterq, ast.Node | bool):
             # A CQL2 JSON body such as `0` or `"text"` parses to a bare value, not a condition.
             raise ProviderInvalidQueryError(user_msg=f"filter: {filterq!r} is not a CQL2 condition")
         if filterq:
-            from pygeofilter import values
-
+            # pygeofilter leaves a name it does not know as a bare SQL identifier or literal: an
+            # unknown property would silently match nothing (or fail in the database).
             parts = list(_parts(filterq))
             unknown = sorted({p.name for p in parts if isinstance(p, ast.Attribute)} - self._columns)
             if unknown:
