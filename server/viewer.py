@@ -16,6 +16,8 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from eofusion.errors import NotFound
+from eofusion.paths import inside
 from server.static_pages import CSS, HTML, JS, NO_CACHE, add_asset_route
 
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "viewer"
@@ -92,10 +94,12 @@ async def vendor_asset(path: str) -> FileResponse:
     Raises:
         HTTPException: 404 for files outside the vendor folder, of other types, or not built yet.
     """
-    root = VENDOR_DIR.resolve()
-    target = (root / path).resolve()
-    media_type = _VENDOR_TYPES.get(target.suffix)
-    if media_type is None or not target.is_relative_to(root) or not target.is_file():
+    try:
+        target = inside(VENDOR_DIR, path, "Leaflet file")  # an escape (or a NUL byte) is a missing file
+    except NotFound:
+        target = None
+    media_type = _VENDOR_TYPES.get(target.suffix) if target is not None else None
+    if target is None or media_type is None or not target.is_file():
         raise HTTPException(404, f"no such file: {path!r} (Leaflet is bundled by deploy/setup.sh)")
     return FileResponse(target, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
 

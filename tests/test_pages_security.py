@@ -197,6 +197,9 @@ def test_every_answer_carries_the_policy_and_nosniff(server: Server) -> None:
                                            "/nowhere", "/stac/collections/none-such")]
         answers.append(client.post("/labels", json={"parent": "Forest", "name": "x"},
                                    headers={"X-API-Key": "not-the-key"}))
+        nul = client.get("/viewer/vendor/leaflet/%00.js")  # a NUL byte in a file name is a missing file
+        assert nul.status_code == 404, nul.text
+        answers.append(nul)
         for answer in answers:
             url = answer.request.url.path
             assert answer.headers.get("x-content-type-options") == "nosniff", url
