@@ -352,6 +352,27 @@ def test_concurrent_rounds_of_one_session_get_distinct_numbers(server: Any, db_u
     assert marks is not None and marks[0] == len(expected)  # every round's marks are stored
 
 
+def test_a_round_number_taken_meanwhile_is_a_conflict_not_an_overwrite(client: httpx.Client, db_url: str,
+                                                                       labels: dict[str, str]) -> None:
+    """A writer that did not lock the session (or read it before the other round committed) gets a 409."""
+    from catalog import sessions as store
+    from eofusion.errors import Conflict, status_of
+
+    session_id, _ = _session_with_a_round(client, labels)
+    with connect(db_url) as first, connect(db_url) as second:
+        a, b = store.get_session(first, session_id), store.get_session(second, session_id)
+        assert a.rounds == b.rounds == 1
+        store.save_round(first, a, 2, None, {"by": "first"})
+        first.commit()
+        with pytest.raises(Conflict) as taken:
+            store.save_round(second, b, 2, None, {"by": "second"})
+        assert status_of(taken.value) == 409
+        second.rollback()
+        row = second.execute("SELECT metrics FROM eofusion.rounds WHERE session_id = %s AND round = 2",
+                             (session_id,)).fetchone()
+    assert row is not None and row[0] == {"by": "first"}  # the first round's result is not overwritten
+
+
 # --------------------------------------------------------------------------------------------------
 # 5. A killed bulk load never loses a vector index
 # --------------------------------------------------------------------------------------------------
