@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from fastapi import FastAPI
 from stac_fastapi.pgstac.app import instantiate_api
@@ -31,7 +32,7 @@ from eofusion.config import Settings
 from plugins.jobs import JobRuntime, install_runtime, uninstall_runtime
 from server import annotate, pages
 from server.auth import APIKeyMiddleware
-from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers
+from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers, install_outermost
 from server.jobs_http import JobResponseHints, use_context_executor
 from server.labels_api import labels_router
 from server.limits import BodyLimit
@@ -130,7 +131,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     app.state.database_url = db_url
 
     install_error_handlers(app)
-    app.include_router(tiles_router(settings.data_dir), prefix=TILES_PREFIX)
+    app.include_router(tiles_router(settings.scenes_dir, settings.limits), prefix=TILES_PREFIX)
     settings.scenes_dir.mkdir(parents=True, exist_ok=True)
     # Scene COGs for clients that read them directly (GDAL /vsicurl/, QGIS): range requests work.
     app.mount(SCENES_PREFIX, StaticFiles(directory=settings.scenes_dir), name="scenes")
@@ -151,8 +152,8 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     # Inside the key check: a keyed item write may send a larger body (limits.bulk_body_bytes).
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, processes=anonymous_processes())
-    # Outermost, so that every answer (a refused key included) carries the security headers.
-    app.add_middleware(SecurityHeaders, policies=SecurityPolicies(
+    # Around everything, RequestIds' 500 included: every answer carries the security headers.
+    install_outermost(app, partial(SecurityHeaders, policies=SecurityPolicies(
         docs_paths=frozenset({f"{STAC_PREFIX}/api.html", f"{OGC_PREFIX}/openapi"}),
-        download_prefixes=(SCENES_PREFIX, "/files")))
+        download_prefixes=(SCENES_PREFIX, "/files"))))
     return app

@@ -80,11 +80,18 @@ def test_stac_item_endpoints(client: httpx.Client) -> None:
     assert r.status_code == 404 and "nope" in r.json()["description"]
 
 
-def test_only_files_of_the_installation_are_served(client: httpx.Client, loaded: dict) -> None:
-    assert client.get("/tiles/cog/info", params={"url": "/etc/passwd"}).status_code == 403
-    assert client.get("/tiles/cog/info", params={"url": _cog(loaded) + "/../../../../etc/hosts"}).status_code == 403
+def test_only_scene_cogs_are_served(client: httpx.Client, loaded: dict) -> None:
+    # Outside the scenes folder is answered as missing: 404, never a hint that the file exists.
+    assert client.get("/tiles/cog/info", params={"url": "/etc/passwd"}).status_code == 404
+    assert client.get("/tiles/cog/info", params={"url": _cog(loaded) + "/../../../../etc/hosts"}).status_code == 404
     missing = _cog(loaded).replace(".tif", "-missing.tif")
     assert client.get("/tiles/cog/info", params={"url": missing}).status_code == 404
+    # The scene COG by its path, by its /scenes URL and relative to the scenes folder.
+    href = client.get(f"/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}").json()["assets"]["s2"]["href"]
+    relative = href.removeprefix("/scenes/")
+    for url in (_cog(loaded), href, relative):
+        info = client.get("/tiles/cog/info", params={"url": url})
+        assert info.status_code == 200 and info.json()["count"] == 4, (url, info.text[:200])
 
 
 def test_scene_cog_is_served_for_range_reads(client: httpx.Client, server, loaded: dict) -> None:
