@@ -268,6 +268,15 @@ def runtime_for(url: str) -> JobRuntime:
         return _runtimes[url]
 
 
+# Past any number of jobs there can be, and within PostgreSQL's bigint: a larger offset is an empty page.
+_MAX_OFFSET = 2**62
+
+
+def _plausible_id(job_id: str) -> bool:
+    # Job ids are UUIDs; text PostgreSQL cannot hold (NUL) or a huge path segment is simply no job.
+    return len(job_id) <= 200 and "\x00" not in job_id
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -295,7 +304,7 @@ class PgJobManager(BaseManager):
         """The caller's jobs (and public ones), newest first, optionally of one status."""
         with self.pool.connection() as conn:
             total, rows = store.list_jobs(conn, REQUEST_PRINCIPAL.get(), status.value if status else None,
-                                          limit, offset or 0)
+                                          limit, min(offset or 0, _MAX_OFFSET))
         return {"jobs": [_as_pygeoapi(r) for r in rows], "numberMatched": total}
 
     def get_job(self, job_id: str) -> dict[str, Any]:
@@ -304,6 +313,8 @@ class PgJobManager(BaseManager):
         Raises:
             JobNotFoundError: no such job, or another principal's (the same answer).
         """
+        if not _plausible_id(job_id):
+            raise JobNotFoundError()
         with self.pool.connection() as conn:
             row = store.get_job(conn, job_id, REQUEST_PRINCIPAL.get())
         if row is None:
@@ -329,8 +340,10 @@ class PgJobManager(BaseManager):
             JobNotFoundError: no such job, or not the caller's (anonymous jobs expire instead).
         """
         principal = REQUEST_PRINCIPAL.get()
+        if principal is None or not _plausible_id(job_id):
+            raise JobNotFoundError()
         with self.pool.connection() as conn:
-            deleted = principal is not None and store.delete_job(conn, job_id, principal)
+            deleted = store.delete_job(conn, job_id, principal)
         if not deleted:
             raise JobNotFoundError()
         return True

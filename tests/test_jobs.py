@@ -248,3 +248,14 @@ def test_start_up_fails_only_jobs_of_servers_that_stopped_beating(loaded: dict, 
             conn.execute("DELETE FROM eofusion.jobs WHERE identifier IN (%s, %s)", (dead_job, live_job))
             conn.execute("DELETE FROM eofusion.job_owners WHERE owner = %s", (live,))
             conn.commit()
+
+
+def test_odd_job_ids_and_offsets_are_no_server_errors(keyed_server: Server) -> None:
+    srv = keyed_server
+    for job in ("%00", "x%00y", "a" * 5000):
+        assert httpx.get(f"{srv.url}/ogc/jobs/{job}", params={"f": "json"}, timeout=30).status_code == 404
+        assert httpx.get(f"{srv.url}/ogc/jobs/{job}/results", params={"f": "json"}, timeout=30).status_code == 404
+        assert httpx.delete(f"{srv.url}/ogc/jobs/{job}", headers=A, timeout=30).status_code == 404
+    r = httpx.get(f"{srv.url}/ogc/jobs", params={"f": "json", "offset": str(10**30)}, timeout=30)
+    assert r.status_code == 200 and r.json()["jobs"] == []
+    assert httpx.get(f"{srv.url}/ogc/jobs", params={"f": "json", "offset": "-1"}, timeout=30).status_code == 400
