@@ -194,8 +194,8 @@ def page_offset(token: str | None, limits: Limits) -> int:
 def check_search(search_request: Any, limits: Limits) -> None:
     """Refuse a similarity search beyond the server's limits, before it costs a query.
 
-    Checks the text length, ``limit``, ``rerank_depth``, the raw vector's dimension and the lengths of the
-    ``positive`` / ``negative`` lists.
+    Checks the text length, ``rerank_depth``, the raw vector's dimension and the lengths of the ``positive`` /
+    ``negative`` lists (``limit`` is cropped to ``limits.page_limit`` instead, as the STAC API asks).
 
     Raises:
         InvalidInput: naming the parameter, its bound and the setting that raises it.
@@ -204,10 +204,6 @@ def check_search(search_request: Any, limits: Limits) -> None:
     if text is not None and len(text) > limits.text_chars:
         raise InvalidInput(f"q_semantic has {len(text)} characters; this server takes at most {limits.text_chars} "
                            "(EOFUSION_LIMIT_TEXT_CHARS)")
-    limit = int(search_request.limit or 10)
-    if limit > limits.page_limit:
-        raise InvalidInput(f"limit {limit} is more than the {limits.page_limit} results of one page "
-                           "(EOFUSION_LIMIT_PAGE_LIMIT)")
     depth = getattr(search_request, "rerank_depth", None)
     if depth is not None and depth > limits.depth:
         raise InvalidInput(f"rerank_depth {depth} is more than {limits.depth} (EOFUSION_LIMIT_DEPTH)")
@@ -254,7 +250,8 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
     if text is not None:
         body.pop("similar_to", None)  # the routing marker, not the client's
     body.pop("token", None)
-    limit = int(search_request.limit or 10)
+    # STAC: a limit above the server's maximum returns the maximum, not an error.
+    limit = min(int(search_request.limit or 10), limits.page_limit)
     try:
         # Every step here reads: the whole ranking runs on one connection of the similarity pool, whose session
         # holds the search settings (catalog.similarity.TunedConnection: the HNSW query is one round trip). pgstac

@@ -59,18 +59,29 @@ def non_finite_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _page_limit(request: Request) -> int:
+    limit: int = request.app.state.eofusion_settings.limits.page_limit
+    return limit
+
+
+def _cropped(request: Request, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``limit`` at most ``limits.page_limit``: the STAC API returns the maximum, not an error."""
+    limit = params.get("limit")
+    return {**params, "limit": min(limit, _page_limit(request))} if limit is not None else params
+
+
 class EOFusionCoreClient(CoreCrudClient):
     """stac-fastapi-pgstac's client with the similarity extension, and ``datetime: null`` restored
     (pgstac strips null properties, but STAC requires ``datetime``, null for an interval item)."""
 
     async def get_search(self, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
         check_json_parameters(kwargs)
-        return await super().get_search(request, **kwargs)
+        return await super().get_search(request, **_cropped(request, kwargs))
 
     async def item_collection(self, collection_id: str, request: Request,  # type: ignore[override]
                               **kwargs: Any) -> Any:
         check_json_parameters(kwargs)
-        return await super().item_collection(collection_id, request, **kwargs)
+        return await super().item_collection(collection_id, request, **_cropped(request, kwargs))
 
     async def all_collections(self, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
         check_json_parameters(kwargs)
@@ -81,6 +92,9 @@ class EOFusionCoreClient(CoreCrudClient):
         where = non_finite_path(search_request.model_dump(mode="python", exclude_none=True))
         if where:
             raise InvalidInput(f"{where} is not a finite number")
+        page_limit = _page_limit(request)
+        if search_request.limit is not None and search_request.limit > page_limit:
+            search_request = search_request.model_copy(update={"limit": page_limit})
         if getattr(search_request, "similar_to", None) is not None:
             from server.similarity import similar_search
 

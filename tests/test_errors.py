@@ -312,7 +312,7 @@ def test_keyed_item_writes_get_the_bulk_limit(tight_client: httpx.Client, client
         assert anonymous.status_code in (401, 413)
         r = tight_client.post(url, content=_chunks(body), headers={**KEY, "content-type": "application/json"})
         assert r.status_code == 200, r.text[:500]
-        got = tight_client.get(f"/stac/collections/{cid}/items", params={"limit": 500}).json()["features"]
+        got = client.get(f"/stac/collections/{cid}/items", params={"limit": 500}).json()["features"]
         assert sorted(f["id"] for f in got) == sorted(items)
         # Beyond the bulk limit, even with a key.
         huge = json.dumps({"items": {f"{k}-{n}": v for n in range(6) for k, v in items.items()}}).encode()
@@ -409,9 +409,14 @@ def test_an_unknown_reference_in_a_list_is_named(client: httpx.Client, archives:
 
 def test_limit_depth_and_text_are_bounded(tight_client: httpx.Client, client: httpx.Client,
                                           archives: dict) -> None:
-    assert_error(_search(tight_client, {"similar_to": REF, "collections": ["eurosat"], "limit": 51}), 400,
-                 "EOFUSION_LIMIT_PAGE_LIMIT")
-    assert _search(tight_client, {"similar_to": REF, "collections": ["eurosat"], "limit": 50}).status_code == 200
+    # A limit above the maximum returns the maximum (as the STAC API asks), for similarity and plain searches.
+    r = _search(tight_client, {"similar_to": REF, "collections": ["eurosat"], "limit": 51})
+    assert r.status_code == 200 and len(r.json()["features"]) == 50, r.text[:300]
+    r = _search(tight_client, {"collections": [DEMO_COLLECTION], "limit": 51})
+    assert r.status_code == 200 and len(r.json()["features"]) == 50, r.text[:300]
+    for path in ("/stac/search", f"/stac/collections/{DEMO_COLLECTION}/items"):
+        r = tight_client.get(path, params={"collections": DEMO_COLLECTION, "limit": 51})
+        assert r.status_code == 200 and len(r.json()["features"]) == 50, r.text[:300]
     assert_error(_search(tight_client, {"similar_to": {"positive": [REF] * 6}}), 400,
                  "EOFUSION_LIMIT_REFERENCE_ITEMS")
     assert_error(_search(tight_client, {"similar_to": REF, "descriptor": "hash", "rerank_depth": 21,
