@@ -21,8 +21,6 @@ SCRIPT = ROOT / "bench" / "load.py"
 VALID = {"stac-get", "stac-post", "similar", "al-round", "tile", "late-fusion", "ogc-items"}
 MALFORMED = {"bad-bbox", "bad-json", "bad-tile-param", "oversize-preview", "bad-token", "process-not-object",
              "unknown-collection", "bad-sortby"}
-
-
 POSTS = "load-posts"
 
 
