@@ -66,7 +66,8 @@ def start_server(settings_env: dict[str, str], log: Path) -> Server:
         proc = subprocess.Popen([sys.executable, "-m", "eofusion.cli", "serve", "--port", str(port)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
+    # Generous: a second server may start while the first one computes (tests of jobs across servers).
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")

@@ -71,8 +71,9 @@ def reports(data_dir: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def keyed_server(loaded: dict, archives: dict, settings_env: dict[str, str], data_dir: Path) -> Iterator[Server]:
     """A server of the session's database that knows a second key (a second principal)."""
-    srv = start_server({**settings_env, "EOFUSION_API_KEYS": f"{API_KEY},{OTHER_KEY}"},
-                       data_dir / "jobs-keyed.log")
+    # One BLAS thread: its long validations leave the other core to the servers that start beside it.
+    srv = start_server({**settings_env, "EOFUSION_API_KEYS": f"{API_KEY},{OTHER_KEY}", "OMP_NUM_THREADS": "1",
+                        "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, data_dir / "jobs-keyed.log")
     yield srv
     srv.stop()
 
@@ -182,7 +183,8 @@ def test_jobs_are_shown_only_to_their_principal(keyed_server: Server) -> None:
 
 def test_a_second_server_does_not_fail_the_running_job_of_the_first(keyed_server: Server, settings_env: dict,
                                                                     data_dir: Path) -> None:
-    job = job_id_of(execute(keyed_server, "validate", SLOW_VALIDATE, A, async_=True))
+    # Long enough to outlast the second server's start-up on a loaded machine.
+    job = job_id_of(execute(keyed_server, "validate", {**SLOW_VALIDATE, "seeds": 50}, A, async_=True))
     wait_until(keyed_server, job, A, done=("running",), timeout=120, progress=20)
     other = start_server(settings_env, data_dir / "jobs-second.log")
     try:
