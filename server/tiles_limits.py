@@ -88,6 +88,8 @@ def check_statistics(request: Request, max_bins: int) -> None:
     """Refuse statistics options numpy would fail on (400) or that ask for more than ``max_bins`` bins (413)."""
     for bins in _number_lists(request, "histogram_bins"):
         count = bins[0] if len(bins) == 1 else len(bins)
+        if count < 1:
+            raise InvalidInput(f"histogram_bins must ask for at least one bin, got {bins}")
         if count > max_bins:
             raise TooLarge(f"histogram_bins asks for {count:g} bins, more than {max_bins} (EOFUSION_LIMIT_TILE_PX)")
         if len(bins) > 1 and any(a > b for a, b in zip(bins, bins[1:], strict=False)):

@@ -55,9 +55,26 @@ class BoundedReader(Reader):
         if bad:
             raise InvalidInput(f"no band {bad[0]!r} in this raster: its bands are 1 to {count}")
 
+    def _check_nodata(self, nodata: Any) -> None:
+        """Refuse a ``nodata`` override the raster's data type cannot hold (numpy would fail on it later).
+
+        Raises:
+            InvalidInput: e.g. ``-inf``, ``nan`` or ``1e10`` for 16-bit integer bands.
+        """
+        if nodata is None or self.dataset is None:
+            return
+        dtype = numpy.dtype(self.dataset.dtypes[0])
+        if dtype.kind in "iu":
+            info = numpy.iinfo(dtype)
+            value = float(nodata)
+            if not math.isfinite(value) or value != int(value) or not info.min <= value <= info.max:
+                raise InvalidInput(f"nodata={nodata} is not a value of this raster's {dtype} bands "
+                                   f"(integers {info.min} to {info.max})")
+
     def read(self, indexes: Indexes | None = None, expression: str | None = None, **kwargs: Any) -> ImageData:
         """The whole raster (previews, statistics), with its band indexes checked."""
         self._check_bands(indexes, expression)
+        self._check_nodata(kwargs.get("nodata"))
         return super().read(indexes=indexes, expression=expression, **kwargs)
 
     def _native_resolution(self, crs: CRS) -> tuple[float, float]:
@@ -82,6 +99,7 @@ class BoundedReader(Reader):
     ) -> ImageData:
         """Read a box; see the module docstring for boxes much larger than the raster."""
         self._check_bands(indexes, expression)
+        self._check_nodata(kwargs.get("nodata"))
 
         def direct() -> ImageData:
             return super(BoundedReader, self).part(
@@ -155,6 +173,7 @@ class BoundedReader(Reader):
     ) -> PointData:
         """A pixel's values; a point PROJ cannot place in the raster's CRS is outside the raster."""
         self._check_bands(indexes, expression)
+        self._check_nodata(kwargs.get("nodata"))
         try:
             xs, ys = transform(coord_crs, self.crs, [lon], [lat])
         except CPLE_BaseError as exc:
