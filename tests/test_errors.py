@@ -273,7 +273,8 @@ def test_a_3mb_search_body_is_413_and_the_connection_survives(client: httpx.Clie
 
 
 @pytest.mark.parametrize(("path", "headers"), [
-    ("/ogc/processes/validate/execution", {}),
+    ("/ogc/processes/validate/execution", KEY),
+    ("/ogc/processes/late-fusion-search/execution", {}),
     ("/labels", KEY),
     ("/stac/collections", KEY),
 ])
