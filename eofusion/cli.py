@@ -105,7 +105,9 @@ def db_migrate() -> None:
 
     report = migrate(database_url(_settings()))
     click.echo(f"pgstac {report.pgstac_version}; applied: {', '.join(report.applied) or 'nothing new'}; "
-               f"labels added: {report.labels_added}")
+               f"labels added: {report.labels_added}"
+               + (f"; indexes a killed bulk load left out, recreated: {', '.join(report.indexes_restored)}"
+                  if report.indexes_restored else ""))
 
 
 @db.command("url")
