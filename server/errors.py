@@ -138,13 +138,19 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("request %s failed: %s %s", rid, request.method, request.url.path, exc_info=exc)
         return error_response(500, internal_error_description(rid), request_id=rid)
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # Starlette's ServerErrorMiddleware answers with this, then re-raises: RequestIds logs the traceback.
-        rid = REQUEST_ID.get()
-        return error_response(500, internal_error_description(rid), request_id=rid)
+    app.add_exception_handler(Exception, internal_error_handler)
 
     install_outermost(app, RequestIds)
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 answer of a Starlette app (``app.add_exception_handler(Exception, internal_error_handler)``).
+
+    Starlette's ServerErrorMiddleware answers with this, then re-raises: :class:`RequestIds` logs the traceback
+    under the same id. A mounted Starlette app (pygeoapi's) may install it too, to put the id in its 500 bodies.
+    """
+    rid = REQUEST_ID.get()
+    return error_response(500, internal_error_description(rid), request_id=rid)
 
 
 def _client_error(status: int) -> Callable[[Request, Exception], Any]:
