@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,7 +20,13 @@ from eofusion.errors import Conflict, InvalidInput, NotFound
 from eofusion.fusion import fusers
 from eofusion.fusion.base import RankedList
 from eofusion.paths import inside
-from eofusion.social.embedding import TextEmbedder, UnknownEmbedderError, embedder_names, get_embedder
+from eofusion.social.embedding import (
+    DEFAULT_MODEL,
+    TextEmbedder,
+    UnknownEmbedderError,
+    embedder_names,
+    get_embedder,
+)
 from eofusion.social.image import (
     NOT_FOUND,
     ImageError,
@@ -184,6 +192,37 @@ def _query_photo(value: str | PhotoRef, folder: Path) -> NDArray[np.uint8]:
         raise InvalidInput(f"image: {e}") from None
 
 
+_LOG = logging.getLogger(__name__)
+_WARMING = threading.Event()
+
+
+def warm_up_default_embedder() -> None:
+    """Load the default text embedder in a background thread, once per process.
+
+    Otherwise the first free-text query after a start loads it (3 s idle, over 10 s on a loaded machine: a
+    client's read timeout). The server builds every process once at start (its OpenAPI document), so this
+    runs then, without delaying the start.
+    """
+    if _WARMING.is_set():
+        return
+    _WARMING.set()
+    # Imported by the model's libraries (joblib); it registers an exit hook, which fails in a thread that
+    # is still loading when the interpreter shuts down: import it here first.
+    import concurrent.futures.process  # noqa: F401
+
+    def load() -> None:
+        try:
+            get_embedder(DEFAULT_MODEL).embed(["warm up"])
+        except Exception:  # a missing model shows on the first query, with its own error
+            if not threading.main_thread().is_alive():
+                return  # the process stopped during the load: nothing to report
+            _LOG.warning("could not load the text embedder %s in advance", DEFAULT_MODEL, exc_info=True)
+
+    # Not a daemon: a server stopped during the load waits for it (seconds) instead of tearing torch down
+    # mid-call, which aborts the interpreter.
+    threading.Thread(target=load, name="embedder-warm-up", daemon=False).start()
+
+
 def _aware(t: datetime | None) -> datetime | None:
     # A time without an offset is the server's local time, as before.
     if t is None or t.tzinfo is not None:
@@ -236,6 +275,8 @@ class LateFusionSearchProcessor(EOFusionProcessor[LateFusionInputs]):
         # The query-photo folder is named by the server; a process built by hand (tests, bench) has none.
         given = processor_def.get("photos_dir")
         self.photos_dir: Path | None = Path(given) if given else None
+        if given:  # built by the server (a process built by hand, in tests or bench, loads on demand)
+            warm_up_default_embedder()
 
     def run(self, inputs: LateFusionInputs) -> tuple[str, Any]:
         """Search every modality the query has and fuse."""
