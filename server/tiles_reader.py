@@ -106,6 +106,7 @@ class BoundedReader(Reader):
                 bbox, dst_crs=dst_crs, bounds_crs=bounds_crs, indexes=indexes, expression=expression,
                 max_size=max_size, height=height, width=width, buffer=buffer, **kwargs)
 
+        _check_coordinates({"coordinates": [[bbox[0], bbox[1]], [bbox[2], bbox[3]]]}, bounds_crs)
         crs = dst_crs or bounds_crs
         box = tuple(bbox) if bounds_crs == crs else transform_bounds(bounds_crs, crs, *bbox, densify_pts=21)
         covered = tuple(self.bounds) if crs == self.crs else transform_bounds(self.crs, crs, *self.bounds,
@@ -181,3 +182,51 @@ class BoundedReader(Reader):
         if not _finite((xs[0], ys[0])):
             raise PointOutsideBounds(f"point ({lon}, {lat}) cannot be placed on the raster")
         return super().point(lon, lat, coord_crs=coord_crs, indexes=indexes, expression=expression, **kwargs)
+
+    def feature(
+        self,
+        shape: dict,
+        dst_crs: CRS | None = None,
+        shape_crs: CRS = WGS84_CRS,
+        indexes: Indexes | None = None,
+        expression: str | None = None,
+        max_size: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        buffer: float | None = None,
+        **kwargs: Any,
+    ) -> ImageData:
+        """The pixels under a GeoJSON feature, whose coordinates must be places on Earth in ``shape_crs``."""
+        _check_coordinates(shape.get("geometry", shape) if isinstance(shape, dict) else {}, shape_crs)
+        return super().feature(shape, dst_crs=dst_crs, shape_crs=shape_crs, indexes=indexes, expression=expression,
+                               max_size=max_size, height=height, width=width, buffer=buffer, **kwargs)
+
+
+#: Largest projected coordinate accepted (metres or feet): far beyond any projection's extent.
+_PROJECTED_LIMIT = 1e8
+
+
+def _check_coordinates(geometry: Any, crs: CRS) -> None:
+    """Refuse geometry coordinates that are no place: not finite, or off the globe in a geographic CRS.
+
+    PROJ and the rasteriser fail on such numbers deep inside a read (a 500 before).
+
+    Raises:
+        InvalidInput: names the first bad position.
+    """
+    geographic = bool(crs.is_geographic)
+    stack: list[Any] = [geometry.get("coordinates", []) if isinstance(geometry, dict) else []]
+    if isinstance(geometry, dict) and geometry.get("geometries"):
+        stack = [g.get("coordinates", []) for g in geometry["geometries"] if isinstance(g, dict)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple) and item and all(isinstance(v, int | float) for v in item):
+            x, y = float(item[0]), float(item[1]) if len(item) > 1 else math.nan
+            ok = math.isfinite(x) and math.isfinite(y) and (
+                (-180 <= x <= 180 and -90 <= y <= 90) if geographic
+                else max(abs(x), abs(y)) <= _PROJECTED_LIMIT)
+            if not ok:
+                where = "longitude/latitude" if geographic else f"coordinates of {crs}"
+                raise InvalidInput(f"position {list(item)} is not a place ({where})")
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
