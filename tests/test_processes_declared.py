@@ -242,11 +242,16 @@ def traversal_scene(loaded: dict, db_url: str) -> dict[str, str]:
 
     cid, sid = "evil-export", "../../../pwned"  # files/exports/<run>/../../../ is the data folder
     with connect(db_url) as conn:
-        coll = conn.execute("SELECT content FROM pgstac.collections WHERE id = %s", (DEMO_COLLECTION,)).fetchone()[0]
+        def one(query: str, *args: str) -> Any:
+            row = conn.execute(query, args).fetchone()
+            assert row is not None, (query, args)
+            return row[0]
+
+        coll = one("SELECT content FROM pgstac.collections WHERE id = %s", DEMO_COLLECTION)
         # Whole items (pgstac stores them dehydrated).
-        scene = conn.execute("SELECT pgstac.get_item(%s, %s)", (SCENE_ID, DEMO_COLLECTION)).fetchone()[0]
+        scene = one("SELECT pgstac.get_item(%s, %s)", SCENE_ID, DEMO_COLLECTION)
         patch_id = f"{SCENE_ID}_L480_r0000_c0003"
-        patch = conn.execute("SELECT pgstac.get_item(%s, %s)", (patch_id, DEMO_COLLECTION)).fetchone()[0]
+        patch = one("SELECT pgstac.get_item(%s, %s)", patch_id, DEMO_COLLECTION)
         conn.execute("SELECT pgstac.create_collection(%s::jsonb)", (json.dumps({**coll, "id": cid}),))
         conn.execute("SELECT pgstac.create_item(%s::jsonb)",
                      (json.dumps({**scene, "id": sid, "collection": cid, "links": []}),))
