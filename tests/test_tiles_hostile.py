@@ -262,12 +262,18 @@ def test_bad_tiler_parameters_are_4xx(client: httpx.Client, loaded: dict) -> Non
         ("/tiles/cog/preview.png", {**rgb, "nodata": 70000}, 400),
         ("/tiles/cog/point/6.498274478257298e+16,5.037893061316105e-120", {"url": cog}, 404),
         ("/tiles/cog/bbox/0.0,0.0,0.0,0.0.png", rgb, 400),
+        ("/tiles/cog/bbox/3.8e16,-5.9e15,1.7976931348623157e+308,4.9e179.npy", rgb, 400),
         ("/tiles/cog/tiles/WebMercatorQuad/0/0/0.png", {"url": cog}, 400),  # 4 bands cannot be a PNG
     ]
     for path, params, status in cases:
         r = client.get(path, params=params)
         assert r.status_code == status, (path, params, r.status_code, r.text[:300])
         assert r.json()["description"], r.text
+    # A feature whose positions are no place on Earth (PROJ failed on them mid-read).
+    far = {"type": "Feature", "properties": {}, "geometry": {
+        "type": "MultiLineString", "coordinates": [[[82807891359222.5, -5.95e16], [-75.6, 37.6]]]}}
+    r = client.post("/tiles/stac/feature.png", params=LOOK, json=far, headers=KEY)
+    assert r.status_code == 400 and "not a place" in r.json()["description"], r.text[:300]
     # A 1-pixel tile of three 16-bit bands renders (titiler once took a row of its mask for a band).
     one = _rgba(client.get("/tiles/cog/tiles/WorldCRS84Quad/0/0/0.png", params={**rgb, "tilesize": 1}))
     assert one.shape == (1, 1, 4)
