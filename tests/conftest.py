@@ -32,8 +32,8 @@ API_KEY = "test-key-7f3a"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fuzz-seconds", type=int, default=None,
-                     help="seconds of schema fuzzing per OpenAPI document in tests/test_fuzz.py "
-                          "(default: env EOFUSION_FUZZ_SECONDS, else 75)")
+                     help="seconds of schema fuzzing per run of tests/test_fuzz.py (one per OpenAPI "
+                          "document, one for tiles; default: env EOFUSION_FUZZ_SECONDS, else 60)")
 
 
 def free_port() -> int:
