@@ -2,8 +2,9 @@
 that leaves the connection usable, and request bodies and similarity searches stay within the configured limits.
 
 Most cases run against the suite's server process. The cases that need other limits, or a genuine 500, run against
-a second server built by ``create_app`` with tight limits (``EOFUSION_LIMIT_*``) and served in this process by
-uvicorn on a loopback port; its only addition is a test route that fails the way a bug does.
+a second server process (``tests/errors_server.py``: ``create_app`` with tight limits, ``EOFUSION_LIMIT_*``, served
+by uvicorn on a loopback port); its only additions are test routes that fail the way a bug does or raise the
+project's errors.
 """
 
 from __future__ import annotations
@@ -11,32 +12,29 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import logging
+import os
 import re
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from catalog import similarity
-from eofusion.config import Settings
-from eofusion.errors import Busy, Conflict, InvalidInput, NotFound, TooLarge
-from tests.conftest import API_KEY, DEMO_COLLECTION, SCENE_ID, free_port
+from tests.conftest import API_KEY, DEMO_COLLECTION, ROOT, SCENE_ID, Server, free_port
+from tests.errors_server import BUG, RAISED
 
 KEY = {"X-API-Key": API_KEY}
 #: Limits of the in-process server (every other limit keeps its default).
 TIGHT = {"EOFUSION_LIMIT_BODY_BYTES": "65536", "EOFUSION_LIMIT_BULK_BODY_BYTES": "1000000",
          "EOFUSION_LIMIT_PAGE_LIMIT": "50", "EOFUSION_LIMIT_REFERENCE_ITEMS": "5", "EOFUSION_LIMIT_TEXT_CHARS": "50",
          "EOFUSION_LIMIT_PAGE_OFFSET": "100", "EOFUSION_LIMIT_DEPTH": "20"}
-RAISED = {"invalid": InvalidInput("bad value"), "missing": NotFound("no such thing"), "clash": Conflict("taken"),
-          "large": TooLarge("too much"), "busy": Busy("queue full", retry_after=7)}
 
 
 def assert_error(r: httpx.Response, status: int, needle: str = "") -> dict[str, Any]:
@@ -50,44 +48,31 @@ def assert_error(r: httpx.Response, status: int, needle: str = "") -> dict[str, 
     return dict(body)
 
 
-@dataclass
-class InProcess:
-    """The tight-limits server: its URL and its uvicorn server."""
-
-    url: str
-    server: uvicorn.Server
-
-
 @pytest.fixture(scope="module")
-def tight(settings_env: dict[str, str], db_url: str, loaded: dict, archives: dict) -> Iterator[InProcess]:
-    from server.app import create_app
-
-    settings = Settings.from_env({**settings_env, **TIGHT})
-    app = create_app(settings)
-
-    async def boom() -> None:
-        raise RuntimeError("a bug on purpose (test route)")
-
-    async def raise_kind(kind: str) -> None:
-        raise RAISED[kind]
-
-    app.add_api_route("/test-only/boom", boom)
-    app.add_api_route("/test-only/raise/{kind}", raise_kind)
+def tight(settings_env: dict[str, str], db_url: str, loaded: dict, archives: dict, data_dir: Path) -> Iterator[Server]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    log = data_dir / "errors-server.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.errors_server", str(port)],
+                                env={**os.environ, **settings_env, **TIGHT}, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=ROOT)
+    server = Server(f"http://127.0.0.1:{port}", proc, log)
     deadline = time.monotonic() + 90
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the in-process server did not start"
-        time.sleep(0.2)
-    yield InProcess(f"http://127.0.0.1:{port}", server)
-    server.should_exit = True
-    thread.join(30)
+    while True:
+        assert proc.poll() is None, log.read_text()[-4000:]
+        assert time.monotonic() < deadline, "the test server did not start"
+        try:
+            if httpx.get(server.url + "/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def tight_client(tight: InProcess) -> Iterator[httpx.Client]:
+def tight_client(tight: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=tight.url, timeout=60) as c:
         yield c
 
@@ -209,23 +194,19 @@ def test_project_errors_map_through_the_one_status_table(tight_client: httpx.Cli
 # --- a bug: 500 with a request id, and the connection stays usable -----------------------------------------------
 
 
-def test_a_bug_is_a_500_with_a_request_id_and_the_connection_survives(tight: InProcess,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bug_is_a_500_with_a_request_id_and_the_connection_survives(tight: Server) -> None:
     host, port = tight.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        with caplog.at_level(logging.ERROR):
-            conn.request("GET", "/test-only/boom")
-            r = conn.getresponse()
-            raw = r.read()
+        conn.request("GET", "/test-only/boom")
+        r = conn.getresponse()
+        raw = r.read()
         sock = conn.sock
         assert r.status == 500
         body = json.loads(raw)
         assert body["code"] and body["request_id"] and body["request_id"] in body["description"]
         assert r.getheader("x-request-id") == body["request_id"]
-        assert "a bug on purpose" not in raw.decode()  # the fault's detail stays in the log
-        logged = [rec for rec in caplog.records if body["request_id"] in rec.getMessage()]
-        assert logged and logged[0].exc_info and "a bug on purpose" in str(logged[0].exc_info[1])
+        assert BUG not in raw.decode()  # the fault's detail stays in the log
         # The same keep-alive connection serves the next request.
         conn.request("GET", "/healthz")
         after = conn.getresponse()
@@ -234,6 +215,16 @@ def test_a_bug_is_a_500_with_a_request_id_and_the_connection_survives(tight: InP
         assert conn.sock is sock, "the client had to open a new connection"
     finally:
         conn.close()
+    # The server's log names the request id, with the traceback of the bug.
+    deadline = time.monotonic() + 10
+    while True:
+        text = tight.log.read_text(errors="replace")
+        at = text.find(body["request_id"])
+        if at >= 0 and BUG in text[at:]:
+            break
+        assert time.monotonic() < deadline, text[-3000:]
+        time.sleep(0.2)
+    assert "Traceback" in text[at:at + 20000]
 
 
 def test_many_bugs_on_one_connection(tight_client: httpx.Client) -> None:
