@@ -45,7 +45,7 @@ class Limits:
     page_offset: int = 100_000
     page_limit: int = 10_000
     depth: int = 5000
-    upload_bytes: int = 20 * 1024 * 1024
+    upload_bytes: int = 8_000_000
     job_workers: int = 2
     job_queue: int = 16
     job_retention_s: int = 7 * 24 * 3600

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from pydantic import BeforeValidator, Field, StringConstraints
 
 from catalog import tweet_images, tweet_search
-from eofusion.errors import Conflict, InvalidInput, NotFound
+from eofusion.errors import Conflict, InvalidInput, NotFound, TooLarge
 from eofusion.fusion import fusers
 from eofusion.fusion.base import RankedList
 from eofusion.paths import inside
@@ -47,7 +47,8 @@ METHODS: tuple[Method, ...] = ("tensor", "rrf", "combsum", "combmnz")
 #: overlap at the depth of the results, and fusion then only interleaves them (bench/late_fusion_eval.py).
 DEFAULT_DEPTH = 1000
 #: A query photo in a request: smaller caps than at ingest, since anyone may send one.
-REQUEST_IMAGE_LIMITS = ImageLimits(max_bytes=8_000_000, max_pixels=24_000_000)
+#: Most pixels of a query photo (its bytes are bounded by ``limits.upload_bytes``).
+QUERY_PHOTO_PIXELS = 24_000_000
 _EXTRACTOR = ImageFeatureExtractor()  # the model loads on the first query photo, once per process
 #: Where ``image.href`` paths point: the data folder's ``query-photos`` unless the server says otherwise.
 PHOTOS_FOLDER = "query-photos"
@@ -110,10 +111,6 @@ class PhotoRef(ProcessInputs):
         title="Path of the photo, relative to the server's query-photo folder (DATA_DIR/query-photos)")]
 
 
-#: Longest base64 text of a query photo (a data: URL prefix included).
-_MAX_PHOTO_TEXT = REQUEST_IMAGE_LIMITS.max_bytes * 4 // 3 + 256
-
-
 class LateFusionInputs(ProcessInputs):
     """Inputs of ``late-fusion-search``."""
 
@@ -125,11 +122,12 @@ class LateFusionInputs(ProcessInputs):
     lon: Annotated[float | None, Field(title="Longitude", ge=-180, le=180)] = None
     lat: Annotated[float | None, Field(title="Latitude", ge=-90, le=90)] = None
     image: Annotated[
-        Annotated[str, StringConstraints(max_length=_MAX_PHOTO_TEXT), Field(
+        Annotated[str, Field(
             json_schema_extra={"contentEncoding": "base64", "contentMediaType": "image/*"})] | PhotoRef | None,
         BeforeValidator(_photo_shape),
         Field(title="Query photo: base64 PNG/JPEG (or a data: URL), or {\"href\": path of a file in the "
-                    "server's query-photo folder}; at most 8 MB and 24 megapixels")] = None
+                    "server's query-photo folder}; at most EOFUSION_LIMIT_UPLOAD_BYTES bytes (inline, also within the "
+                    "request body limit) and 24 megapixels")] = None
     modalities: Annotated[list[Modality] | None, Field(title="Modalities", max_length=len(MODALITIES),
                                                        description="All of them when absent or empty.")] = None
     method: Annotated[Method, Field(title="Fusion")] = "tensor"
@@ -158,7 +156,7 @@ class NearInputs(ProcessInputs):
     limit: Annotated[int, Field(title="Results", ge=1), Bound("page_limit", cap=5000)] = 100
 
 
-def _query_photo(value: str | PhotoRef, folder: Path) -> NDArray[np.uint8]:
+def _query_photo(value: str | PhotoRef, folder: Path, limits: ImageLimits) -> NDArray[np.uint8]:
     """Pixels of the ``image`` input: base64 (or a data: URL), or ``{"href": path in the query-photo folder}``."""
     if isinstance(value, PhotoRef):
         href = value.href
@@ -174,20 +172,20 @@ def _query_photo(value: str | PhotoRef, folder: Path) -> NDArray[np.uint8]:
         if not path.is_file():
             raise missing
         try:
-            return read_image(path, REQUEST_IMAGE_LIMITS)
+            return read_image(path, limits)
         except ImageError as e:
             if e.reason == NOT_FOUND:
                 raise missing from None
             raise InvalidInput(f"image: {e.reason}: {href}") from None
     text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
-    if len(text) > REQUEST_IMAGE_LIMITS.max_bytes * 4 // 3 + 4:
-        raise InvalidInput(f"image: image_too_large: over {REQUEST_IMAGE_LIMITS.max_bytes} bytes")
+    if len(text) > limits.max_bytes * 4 // 3 + 4:
+        raise TooLarge(f"image: image_too_large: over {limits.max_bytes} bytes (EOFUSION_LIMIT_UPLOAD_BYTES)")
     try:
         raw = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput("image: not valid base64") from None
     try:
-        return decode_image(raw, REQUEST_IMAGE_LIMITS)
+        return decode_image(raw, limits)
     except ImageError as e:
         raise InvalidInput(f"image: {e}") from None
 
@@ -288,7 +286,8 @@ class LateFusionSearchProcessor(EOFusionProcessor[LateFusionInputs]):
         if inputs.image is not None and {"image", "concepts"} & set(wanted):
             if isinstance(inputs.image, PhotoRef) and self.photos_dir is None:
                 raise InvalidInput("image.href: this server has no query-photo folder; send the photo as base64")
-            pixels = _query_photo(inputs.image, self.photos_dir or Path("."))
+            pixels = _query_photo(inputs.image, self.photos_dir or Path("."),
+                                  ImageLimits(max_bytes=self.limits.upload_bytes, max_pixels=QUERY_PHOTO_PIXELS))
         lon, lat = inputs.lon, inputs.lat
         if (lon is None) != (lat is None):
             raise InvalidInput("give both lon and lat, or neither")

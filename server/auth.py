@@ -95,11 +95,19 @@ class APIKeyMiddleware:
             REQUEST_PRINCIPAL.reset(token)
 
 
+#: How much of a refused request's body is read before answering; uvicorn discards the rest itself.
+_DRAIN_BYTES = 64 * 1024
+
+
 async def _drain(receive: Receive) -> None:
-    while True:
+    # Reading a small body lets the client finish sending before it reads the refusal; an anonymous
+    # client must not make the server read an unbounded body it is going to refuse.
+    seen = 0
+    while seen <= _DRAIN_BYTES:
         message = await receive()
         if message["type"] != "http.request" or not message.get("more_body", False):
             return
+        seen += len(message.get("body", b""))
 
 
 async def _deny(send: Send, status: int, code: str, description: str) -> None:

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.db import url_parts
 from eofusion.config import Limits
+from server.errors import internal_error_handler
 from server.openapi_local import localise
 
 OGC_PREFIX = "/ogc"
@@ -171,6 +172,8 @@ def build_ogc_app(public_url: str, database_url: str, work_dir: Path, files_dir:
     os.environ["PYGEOAPI_OPENAPI"] = str(oas_file)
     name = "pygeoapi.starlette_app"
     module = importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
+    # A bug inside pygeoapi answers in our error shape with the request id, not Starlette's plain-text 500.
+    module.APP.add_exception_handler(Exception, internal_error_handler)
     return ExecutionBodyGuard(ItemsQueryGuard(module.APP, layer_columns(database_url), limits or Limits()))
 
 
