@@ -21,6 +21,7 @@ from plugins.context import REQUEST_PRINCIPAL, principal_of
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _EXECUTION = re.compile(r"^/ogc/processes/(?P<pid>[^/]+)/execution/?$")
 _SEARCH = re.compile(r"^/stac/search/?$")
+_TILES = re.compile(r"^/tiles/")
 
 
 def is_write(method: str, path: str, processes: Mapping[str, bool]) -> bool:
@@ -34,8 +35,8 @@ def is_write(method: str, path: str, processes: Mapping[str, bool]) -> bool:
     if method.upper() in SAFE_METHODS:
         return False
     if method.upper() == "POST":
-        if _SEARCH.match(path):
-            return False
+        if _SEARCH.match(path) or _TILES.match(path):
+            return False  # a search, or a feature crop / statistics of posted geometry: reads, bounded in size
         m = _EXECUTION.match(path)
         if m:
             pid = m.group("pid")

@@ -315,3 +315,21 @@ def test_tiles_render_at_every_zoom_and_world_boxes_are_cheap(quick: httpx.Clien
     rows, cols = np.nonzero(world[..., 3])
     assert 0 < rows.size < 50
     assert abs(cols.mean() - (lon + 180) / 360 * width) < 3 and abs(rows.mean() - (85 - lat) / 170 * height) < 3
+
+
+def test_feature_crops_and_statistics_of_posted_geometry_are_anonymous_reads(
+        client: httpx.Client, loaded: dict) -> None:
+    """POSTing a geometry to crop or summarise the scene reads only: no key is needed (it was a 401)."""
+    lon, lat = _centre(loaded)
+    d = 0.002
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[
+        [lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d], [lon - d, lat - d]]]}}
+    r = client.post("/tiles/stac/feature.png", params={**LOOK, "max_size": 64}, json=feature)
+    assert r.status_code == 200, r.text[:300]
+    crop = _rgba(r)
+    assert crop.shape[2] == 4 and crop[..., 3].any() and crop[..., :3].std() > 0  # real pixels, not an empty image
+    r = client.post("/tiles/cog/statistics", params={"url": str(_cog(loaded)), "bidx": 1}, json=feature)
+    assert r.status_code == 200, r.text[:300]
+    stats = r.json()["properties"]["statistics"]  # a Feature posted, a Feature back
+    band = next(iter(stats.values()))
+    assert band["count"] > 0 and band["max"] >= band["min"] > 0
