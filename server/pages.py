@@ -19,7 +19,6 @@ _LINKS = [
     ("OGC API", "ogc", "/ogc", "application/json", "Features (QGIS layers) and Processes"),
     ("OGC API conformance", "conformance", "/ogc/conformance", "application/json", ""),
     ("OGC API processes", "processes", "/ogc/processes", "application/json", ""),
-    ("Tiles (COG)", "tiles", "/tiles/cog/tileMatrixSets", "application/json", "TiTiler over scene COGs"),
     ("Tiles documentation", "service-doc", "/stac/api.html#/Cloud%20Optimized%20GeoTIFF", "text/html", ""),
     ("Label catalogue", "labels", "/labels", "application/json", "Level-1 and level-2 labels"),
     ("Annotation page", "annotate", "/annotate", "text/html", "Active learning in the browser"),
