@@ -30,6 +30,7 @@ class Limits:
         page_limit: Largest ``limit`` of one page of results.
         depth: Largest per-modality list depth or candidate depth (late fusion, re-ranking).
         upload_bytes: Largest uploaded or referenced file (e.g. a query photo).
+        tile_cache_mb: GDAL's raster block cache of one server process, in MB (``GDAL_CACHEMAX`` wins if set).
         job_workers: Asynchronous executions run at once by one server process.
         job_queue: Asynchronous executions that may wait for a worker; beyond it the answer is 503.
         job_retention_s: Seconds a finished job and its result are kept before deletion.
@@ -46,6 +47,7 @@ class Limits:
     page_limit: int = 10_000
     depth: int = 5000
     upload_bytes: int = 8_000_000
+    tile_cache_mb: int = 256
     job_workers: int = 2
     job_queue: int = 16
     job_retention_s: int = 7 * 24 * 3600
