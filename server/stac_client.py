@@ -10,13 +10,15 @@ from urllib.parse import unquote_plus
 import attr
 import orjson
 from fastapi import Depends, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from stac_fastapi.api.models import JSONResponse
 from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.models.extensions import Extensions
 from stac_fastapi.pgstac.transactions import BulkTransactionsClient, TransactionsClient
 from stac_fastapi.types.extension import ApiExtension
+from stac_pydantic import Collection, Item
+from stac_pydantic.links import Link
 from starlette.requests import Request
 
 from eofusion.errors import InvalidInput
@@ -26,13 +28,16 @@ JSON_PARAMETERS = ("query", "intersects")
 
 
 def check_json_parameters(params: dict[str, Any]) -> None:
-    """Refuse a ``query`` or ``intersects`` GET parameter that is not a JSON object.
+    """Refuse a ``query`` or ``intersects`` GET parameter that is not a JSON object (an empty one is dropped).
 
     Raises:
         InvalidInput: naming the parameter and the reason.
     """
     for name in JSON_PARAMETERS:
         raw = params.get(name)
+        if raw == "":
+            params[name] = None  # ``query=`` is no query (pgstac's collection search would parse "" and fail)
+            continue
         if not raw:
             continue
         try:
@@ -132,6 +137,40 @@ def check_finite_body(values: dict[str, Any], *positional: Any) -> None:
             raise InvalidInput(f"{where} is not a finite number")
 
 
+def check_patch_shapes(model: type[BaseModel], patch: Any) -> None:
+    """Refuse a patch that gives a top-level member of a STAC object the wrong shape (e.g. ``links`` an object).
+
+    pgstac writes a patched collection without validating it, then fails building its links: a 500, with the
+    broken document already stored. Members set by a merge patch, or by ``add``/``replace`` operations on a
+    top-level path or one entry of ``links``, are validated against stac-pydantic's model before pgstac runs.
+
+    Raises:
+        InvalidInput: naming the member and the reason.
+    """
+    values: list[tuple[str, Any, bool]] = []  # (member, value, whether the value is one entry of a list)
+    if isinstance(patch, list):
+        for op in patch:
+            if getattr(op, "op", None) in ("add", "replace"):
+                parts = str(op.path).strip("/").split("/")
+                if len(parts) == 1:
+                    values.append((parts[0], op.value, False))
+                elif len(parts) == 2 and parts[0] == "links":
+                    values.append(("links", op.value, True))
+    elif isinstance(patch, BaseModel):
+        values = [(k, v, False) for k, v in patch.model_dump(mode="json", exclude_unset=True).items() if v is not None]
+    for name, value, entry in values:
+        field = model.model_fields.get(name)
+        if field is None:
+            continue
+        annotation: Any = Link if entry else field.annotation
+        try:
+            TypeAdapter(annotation).validate_python(value)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(x) for x in (name, *first.get("loc", ())))
+            raise InvalidInput(f"{where}: {first.get('msg')}") from None
+
+
 @attr.s
 class EOFusionTransactionsClient(TransactionsClient):
     """pgstac's transactions, refusing bodies with numbers JSON cannot carry (see :func:`check_finite_body`)."""
@@ -146,6 +185,7 @@ class EOFusionTransactionsClient(TransactionsClient):
 
     async def patch_item(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         check_finite_body(kwargs, *args)
+        check_patch_shapes(Item, kwargs.get("patch", args[2] if len(args) > 2 else None))
         return await super().patch_item(*args, **kwargs)
 
     async def create_collection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -158,6 +198,7 @@ class EOFusionTransactionsClient(TransactionsClient):
 
     async def patch_collection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         check_finite_body(kwargs, *args)
+        check_patch_shapes(Collection, kwargs.get("patch", args[1] if len(args) > 1 else None))
         return await super().patch_collection(*args, **kwargs)
 
 

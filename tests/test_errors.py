@@ -139,6 +139,30 @@ def test_free_text_and_json_patch_mistakes_are_4xx(client: httpx.Client, loaded:
     assert client.get(f"/stac/collections/{DEMO_COLLECTION}").json() == before
 
 
+@pytest.mark.parametrize(("content_type", "body", "needle"), [
+    ("application/merge-patch+json", {"links": {"a": {}}}, "links"),
+    ("application/json-patch+json", [{"op": "replace", "path": "/links", "value": {"a": {}}}], "links"),
+    ("application/json-patch+json", [{"op": "add", "path": "/links/0", "value": {"rel": 5}}], "links"),
+    ("application/merge-patch+json", {"extent": {"spatial": "everywhere"}}, "extent"),
+])
+def test_a_patch_that_breaks_a_collection_is_refused_before_it_is_stored(
+        client: httpx.Client, loaded: dict, content_type: str, body: Any, needle: str) -> None:
+    """pgstac wrote such a patched collection unvalidated, then failed on its links: a 500, the damage stored."""
+    before = client.get(f"/stac/collections/{DEMO_COLLECTION}").json()
+    r = client.patch(f"/stac/collections/{DEMO_COLLECTION}", headers={**KEY, "content-type": content_type},
+                     content=json.dumps(body))
+    assert_error(r, 400, needle)
+    assert client.get(f"/stac/collections/{DEMO_COLLECTION}").json() == before
+
+
+def test_an_empty_query_parameter_is_no_query(client: httpx.Client, loaded: dict) -> None:
+    """``query=`` on the collection search was parsed as JSON by pgstac's client: a 500."""
+    r = client.get("/stac/collections", params={"query": ""})
+    assert r.status_code == 200, r.text[:300]
+    assert DEMO_COLLECTION in {c["id"] for c in r.json()["collections"]}
+    assert client.get("/stac/search", params={"query": "", "collections": DEMO_COLLECTION}).status_code == 200
+
+
 @pytest.mark.parametrize("body", [
     b'{"bbox": [1e400, 0, 1, 1]}',
     b'{"bbox": [NaN, 0, 1, 1]}',
