@@ -113,19 +113,29 @@ def test_changed_post_text_and_media_are_redone_by_the_next_stages(db_url: str, 
 # --------------------------------------------------------------------------------------------------
 
 
+#: The real EuroSAT patches published once more under a collection of these tests' own: they delete and
+#: replace patches, which other tests of the session must not see in "eurosat".
+COPY = "eurosat-integrity"
+
+
 @pytest.fixture(scope="module")
-def learned(client: httpx.Client, archives: dict) -> dict[str, Any]:
-    """eurosat with hash codes and text-to-patch embeddings (short trainings through the server)."""
-    hashing = execute(client, "train-hashing", {"collection": "eurosat", "descriptor": "s2", "bits": 32,
-                                                "epochs": 30})
+def learned(client: httpx.Client, db_url: str, settings: Any) -> dict[str, Any]:
+    """The EuroSAT copy with hash codes and text-to-patch embeddings (short trainings through the server)."""
+    from catalog.archives import publish_archive
+    from eofusion.readers.archives import read_eurosat
+    from tests.conftest import EUROSAT, EUROSAT_TIME
+
+    publish_archive(db_url, COPY, settings.scenes_dir, read_eurosat(EUROSAT), "EuroSAT-MS subset (integrity tests)",
+                    *EUROSAT_TIME)
+    hashing = execute(client, "train-hashing", {"collection": COPY, "descriptor": "s2", "bits": 32, "epochs": 30})
     assert hashing.status_code == 200, hashing.text
-    text = execute(client, "train-text2patch", {"collection": "eurosat", "descriptor": "s2", "epochs": 30})
+    text = execute(client, "train-text2patch", {"collection": COPY, "descriptor": "s2", "epochs": 30})
     assert text.status_code == 200, text.text
     return {"hashing": hashing.json(), "text2patch": text.json()}
 
 
-def _count(conn: Any, sql: str, arg: str) -> int:
-    row = conn.execute(sql, (arg,)).fetchone()
+def _count(conn: Any, sql: str, *args: str) -> int:
+    row = conn.execute(sql, args).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -134,11 +144,11 @@ def _rows(db_url: str, item: str) -> dict[str, int]:
     tables = {"descriptors": "item_id", "hash_codes": "item_id", "text2patch_embeddings": "item_id",
               "ground_truth": "item_id", "annotations": "item_id", "feedback": "item_id"}
     with connect(db_url) as conn:
-        out = {t: _count(conn, f"SELECT count(*) FROM eofusion.{t} WHERE collection = 'eurosat' AND {c} = %s",
-                         item) for t, c in tables.items()}
+        out = {t: _count(conn, f"SELECT count(*) FROM eofusion.{t} WHERE collection = %s AND {c} = %s",
+                         COPY, item) for t, c in tables.items()}
         out["annotation_items"] = _count(
             conn, "SELECT count(*) FROM pgstac.items WHERE collection = 'annotations' AND id LIKE %s",
-            f"eurosat.{item}.L%")
+            f"{COPY}.{item}.L%")
     return out
 
 
@@ -146,7 +156,7 @@ def _annotate(db_url: str, item: str, label: str) -> None:
     from catalog.annotations import NewAnnotation, add_annotations
 
     with connect(db_url) as conn:
-        add_annotations(conn, [NewAnnotation("eurosat", item, label, user_id="tester")])
+        add_annotations(conn, [NewAnnotation(COPY, item, label, user_id="tester")])
         conn.commit()
 
 
@@ -160,7 +170,7 @@ def test_stac_put_of_a_patch_keeps_its_annotations_and_data(client: httpx.Client
                                                             labels: dict[str, str]) -> None:
     item = sorted(i for i, c in labels.items() if c == "Forest")[0]
     _annotate(db_url, item, "Forest / Mixed forest")
-    url = f"/stac/collections/eurosat/items/{item}"
+    url = f"/stac/collections/{COPY}/items/{item}"
     feature = client.get(url).json()
     assert feature["properties"]["eofusion:annotations"] == ["Forest", "Forest / Mixed forest"]
     before = _rows(db_url, item)
@@ -177,7 +187,7 @@ def test_stac_put_of_a_patch_keeps_its_annotations_and_data(client: httpx.Client
     assert _rows(db_url, item) == before
     # Still found by a filter on its labels.
     found = client.post("/stac/search", json={
-        "collections": ["eurosat"], "limit": 100, "filter-lang": "cql2-json",
+        "collections": [COPY], "ids": [item], "limit": 10, "filter-lang": "cql2-json",
         "filter": {"op": "a_contains", "args": [{"property": "eofusion:annotations"}, ["Forest / Mixed forest"]]}})
     assert item in [f["id"] for f in found.json()["features"]]
 
@@ -187,13 +197,13 @@ def test_stac_delete_of_a_patch_deletes_its_data(client: httpx.Client, db_url: s
     item = sorted(i for i, c in labels.items() if c == "SeaLake")[0]
     _annotate(db_url, item, "Water Bodies / Water bodies")
     # A session marked it.
-    r = execute(client, "active-learning-round", {"pool": "eurosat", "descriptor": "s2",
+    r = execute(client, "active-learning-round", {"pool": COPY, "descriptor": "s2",
                                                   "feedback": [{"item": item, "positive": True}]})
     assert r.status_code == 200, r.text
     session = r.json()["session"]
     before = _rows(db_url, item)
     assert all(n >= 1 for n in before.values()), before
-    url = f"/stac/collections/eurosat/items/{item}"
+    url = f"/stac/collections/{COPY}/items/{item}"
     assert client.delete(url).status_code == 401  # no key, nothing deleted
     assert _rows(db_url, item) == before
     assert client.delete(url, headers=KEY).status_code == 200
