@@ -474,3 +474,42 @@ def _indexes_now(db_url: str) -> list[tuple[str, str]]:
 
     with connect(db_url) as conn:
         return [(ix.name, ix.definition) for ix in vector_indexes(conn)]
+
+
+def test_a_put_that_moves_an_item_in_time_is_stored(client: httpx.Client, db_url: str, loaded: dict) -> None:
+    """A replace whose new datetime widens the item's partition makes pgstac ALTER that partition in the same
+    transaction; a deferred trigger on pgstac.items left events pending there and PostgreSQL refused the ALTER
+    (a 500). The removed rows are queued instead, and judged at commit."""
+    from tests.conftest import DEMO_COLLECTION, SCENE_ID
+
+    scene = client.get(f"/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}").json()
+    cid = "integrity-moving"
+    client.delete(f"/stac/collections/{cid}", headers=KEY)
+    collection = {"type": "Collection", "stac_version": "1.0.0", "id": cid, "license": "CC0-1.0",
+                  "description": "items replaced with other times", "links": [],
+                  "extent": {"spatial": {"bbox": [scene["bbox"]]}, "temporal": {"interval": [[None, None]]}}}
+    assert client.post("/stac/collections", json=collection, headers=KEY).status_code in (200, 201)
+    try:
+        item = {"type": "Feature", "stac_version": "1.0.0", "id": "moving", "collection": cid,
+                "geometry": scene["geometry"], "bbox": scene["bbox"], "links": [], "assets": {},
+                "properties": {"datetime": "2020-01-01T00:00:00Z"}}
+        assert client.post(f"/stac/collections/{cid}/items", json=item, headers=KEY).status_code in (200, 201)
+        with connect(db_url) as conn:
+            from catalog.annotations import NewAnnotation, add_annotations
+
+            add_annotations(conn, [NewAnnotation(cid, "moving", "Forest / Mixed forest", user_id="tester")])
+            conn.commit()
+        for when in ("2024-06-01T00:00:00Z", "2011-03-01T00:00:00Z"):
+            moved = {**item, "properties": {"datetime": when}}
+            r = client.put(f"/stac/collections/{cid}/items/moving", json=moved, headers=KEY)
+            assert r.status_code == 200, r.text[:500]
+            again = client.get(f"/stac/collections/{cid}/items/moving").json()
+            assert again["properties"]["datetime"] == when
+            assert again["properties"]["eofusion:annotations"] == ["Forest", "Forest / Mixed forest"]
+        with connect(db_url) as conn:
+            assert _count(conn, "SELECT count(*) FROM eofusion.annotations WHERE collection = %s", cid) == 1
+        assert client.delete(f"/stac/collections/{cid}/items/moving", headers=KEY).status_code == 200
+        with connect(db_url) as conn:
+            assert _count(conn, "SELECT count(*) FROM eofusion.annotations WHERE collection = %s", cid) == 0
+    finally:
+        client.delete(f"/stac/collections/{cid}", headers=KEY)
