@@ -100,6 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(asyncpg.exceptions.RaiseError)
     @app.exception_handler(asyncpg.exceptions.DataError)
+    @app.exception_handler(asyncpg.exceptions.DatatypeMismatchError)  # a CQL2 text filter that is no condition
     async def query_error(request: Request, exc: Exception) -> JSONResponse:
         # pgstac raises these for queries it cannot run (unknown CQL2 operator, bad value type):
         # the client's input, not a server fault.

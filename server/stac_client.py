@@ -46,6 +46,7 @@ def check_json_parameters(params: dict[str, Any]) -> None:
             raise InvalidInput(f"{name} must be a JSON object: {err}") from None
         if not isinstance(value, dict):
             raise InvalidInput(f"{name} must be a JSON object, got {type(value).__name__}")
+        check_json_values(value, name)
     fields = params.get("fields")
     if fields and any(not f or f in ("+", "-") for f in fields):
         raise InvalidInput("fields holds an empty name")
@@ -62,6 +63,42 @@ def non_finite_path(value: Any, path: str = "") -> str | None:
         if found:
             return found
     return None
+
+
+def nested_collection_path(value: Any, path: str = "") -> str | None:
+    """Where a JSON value holds a GeometryCollection inside a GeometryCollection.
+
+    GeoJSON (RFC 7946) advises against nesting them and PostGIS cannot write one back as GeoJSON: a stored item
+    with one made every read of it, its collection's pages and searches answer 500.
+    """
+    if isinstance(value, dict):
+        if value.get("type") == "GeometryCollection" and any(
+                isinstance(g, dict) and g.get("type") == "GeometryCollection" for g in value.get("geometries") or ()):
+            return path or "geometry"
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, sub in items:
+        found = nested_collection_path(sub, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def check_json_values(value: Any, name: str = "") -> None:
+    """Refuse numbers JSON cannot carry and nested GeometryCollections anywhere in a request's JSON.
+
+    Raises:
+        InvalidInput: naming where.
+    """
+    where = non_finite_path(value, name)
+    if where:
+        raise InvalidInput(f"{where} is not a finite number")
+    where = nested_collection_path(value, name)
+    if where:
+        raise InvalidInput(f"{where}: a GeometryCollection inside a GeometryCollection is not supported")
 
 
 def _page_limit(request: Request) -> int:
@@ -94,9 +131,7 @@ class EOFusionCoreClient(CoreCrudClient):
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
         # A bbox or coordinate of inf/NaN passes stac-pydantic's range checks and breaks the answer's JSON.
-        where = non_finite_path(search_request.model_dump(mode="python", exclude_none=True))
-        if where:
-            raise InvalidInput(f"{where} is not a finite number")
+        check_json_values(search_request.model_dump(mode="python", exclude_none=True))
         page_limit = _page_limit(request)
         if search_request.limit is not None and search_request.limit > page_limit:
             search_request = search_request.model_copy(update={"limit": page_limit})
@@ -132,9 +167,7 @@ def check_finite_body(values: dict[str, Any], *positional: Any) -> None:
             value = value.model_dump(mode="python")
         elif not isinstance(value, dict):
             continue
-        where = non_finite_path(value, name)
-        if where:
-            raise InvalidInput(f"{where} is not a finite number")
+        check_json_values(value, name)
 
 
 def check_patch_shapes(model: type[BaseModel], patch: Any) -> None:
