@@ -87,3 +87,12 @@ END $$;
 
 CREATE CONSTRAINT TRIGGER removed_rows_judged AFTER INSERT ON eofusion.removed_rows DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION eofusion.judge_removed_row();
+
+-- Whoever may delete pgstac rows (pgstac's own roles, e.g. pgstac_ingest) need no rights on eofusion's tables:
+-- the queue and its judgement run with the rights of the schema's owner, on a fixed search path.
+ALTER FUNCTION eofusion.queue_removed_item() SECURITY DEFINER SET search_path = pg_catalog;
+ALTER FUNCTION eofusion.queue_removed_collection() SECURITY DEFINER SET search_path = pg_catalog;
+ALTER FUNCTION eofusion.judge_removed_row() SECURITY DEFINER SET search_path = pg_catalog;
+ALTER FUNCTION eofusion.judge_removed_item(text, text) SECURITY DEFINER SET search_path = pg_catalog;
+ALTER FUNCTION eofusion.judge_removed_collection(text) SECURITY DEFINER SET search_path = pg_catalog;
+ALTER FUNCTION eofusion.forget_item_data(text, text[]) SECURITY DEFINER SET search_path = pg_catalog;
