@@ -34,6 +34,7 @@ from plugins.jobs import JobRuntime, install_runtime, uninstall_runtime
 from server import annotate, pages
 from server.auth import APIKeyMiddleware
 from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers, install_outermost
+from server.json_text import JsonTextGuard
 from server.jobs_http import JobResponseHints, use_context_executor
 from server.labels_api import labels_router
 from server.limits import BodyLimit
@@ -153,6 +154,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     app.add_middleware(PrefixRootAlias, prefixes=(OGC_PREFIX,))
     app.add_middleware(BBoxGuard)
     app.add_middleware(JsonBodyGuard)
+    app.add_middleware(JsonTextGuard)
     # Inside the key check: a keyed item write may send a larger body (limits.bulk_body_bytes).
     app.add_middleware(BodyLimit, limits=settings.limits)
     app.add_middleware(APIKeyMiddleware, keys=settings.api_keys, processes=anonymous_processes())

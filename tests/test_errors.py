@@ -220,6 +220,55 @@ def test_writes_holding_inf_or_nan_are_400_and_store_nothing(client: httpx.Clien
     assert client.get(f"/stac/collections/{DEMO_COLLECTION}").json() == before
 
 
+
+#: JSON escapes of characters PostgreSQL text cannot hold (NUL, lone surrogates), as a fuzzer sends them.
+_UNSTORABLE = ["\\u0000", "a\\u0000b", "\\ud800", "x\\udfffy", "\\uDBFF"]
+
+
+@pytest.mark.parametrize("escape", _UNSTORABLE)
+def test_a_label_holding_nul_or_a_lone_surrogate_is_400_and_stores_nothing(client: httpx.Client, loaded: dict,
+                                                                          escape: str) -> None:
+    before = client.get("/labels").json()
+    for body in (f'{{"parent": "{escape}", "name": "x"}}', f'{{"parent": "Water Bodies", "name": "{escape}"}}'):
+        r = client.post("/labels", content=body, headers={**KEY, "content-type": "application/json"})
+        assert_error(r, 400, "NUL character or an unpaired UTF-16 surrogate")
+    assert client.get("/labels").json() == before
+
+
+@pytest.mark.parametrize("escape", _UNSTORABLE)
+def test_an_item_write_holding_nul_or_a_lone_surrogate_is_400_and_keeps_the_item(client: httpx.Client,
+                                                                                loaded: dict, escape: str) -> None:
+    path = f"/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}"
+    before = client.get(path).json()
+    key_body = json.dumps({**before, "assets": {**before["assets"], "k": {"href": "x.tif"}}}).replace(
+        '"k"', f'"k{escape}"')
+    value_body = json.dumps({**before, "properties": {**before["properties"], "title": "T"}}).replace(
+        '"T"', f'"T{escape}"')
+    for method, url, body in (("PUT", path, key_body), ("PUT", path, value_body),
+                              ("PATCH", path, f'{{"properties": {{"title": "{escape}"}}}}'),
+                              ("POST", f"/stac/collections/{DEMO_COLLECTION}/items",
+                               value_body.replace(f'"{SCENE_ID}"', '"nul-item"'))):
+        r = client.request(method, url, content=body, headers={**KEY, "content-type": "application/json"})
+        assert_error(r, 400, "NUL character or an unpaired UTF-16 surrogate")
+    assert client.get(path).json() == before
+    assert client.get(f"/stac/collections/{DEMO_COLLECTION}/items/nul-item").status_code == 404
+
+
+def test_paired_surrogates_and_an_escaped_backslash_pass(client: httpx.Client, loaded: dict) -> None:
+    # A paired escape is one character (an emoji); "\\u0000" is the six characters \u0000: both are storable text.
+    for q in ('"flood \\ud83c\\udf0a"', '"\\\\u0000"', '"\\\\ud800"'):
+        body = (f'{{"filter": {{"op": "=", "args": [{{"property": "title"}}, {q}]}}, '
+                f'"collections": ["{DEMO_COLLECTION}"]}}')
+        r = client.post("/stac/search", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200, (q, r.text[:300])
+
+
+def test_a_process_input_holding_nul_is_400(client: httpx.Client, loaded: dict) -> None:
+    r = client.post("/ogc/processes/late-fusion-search/execution", content='{"inputs": {"text": "a\\u0000"}}',
+                    headers={"content-type": "application/json"})
+    assert_error(r, 400, "inputs.text holds a NUL character")
+
+
 def test_every_answer_carries_a_request_id(client: httpx.Client) -> None:
     ok, missing = client.get("/stac/"), client.get("/stac/collections/0")
     ids = [ok.headers.get("x-request-id"), missing.headers.get("x-request-id")]
