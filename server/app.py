@@ -52,9 +52,16 @@ TILES_PREFIX = "/tiles"
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """What one server process needs beyond :class:`Settings`."""
+    """What one server process needs beyond :class:`Settings`.
+
+    Attributes:
+        public_url: Base URL clients use (pygeoapi's links).
+        demo_key: The key ``eofusion demo`` generated, handed to the annotation page by
+            ``/annotate/demo-key``; only set when the demo serves on a loopback address (None: route answers 404).
+    """
 
     public_url: str = "http://127.0.0.1:8000"
+    demo_key: str | None = None
 
 
 def postgres_settings(url: str) -> PostgresSettings:
@@ -134,6 +141,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     app.state.eofusion_stac_client = api.client
     app.state.eofusion_settings = settings
     app.state.database_url = db_url
+    app.state.demo_key = config.demo_key
 
     install_error_handlers(app)
     app.include_router(tiles_router(settings.scenes_dir, settings.limits), prefix=TILES_PREFIX)

@@ -514,6 +514,18 @@
     }
   }
 
+  // On the loopback demo the server says so in the page (body[data-demo-key]) and hands its key over: kept in
+  // the password field (page memory) only, like a typed key.
+  async function loadDemoKey() {
+    if (document.body.dataset.demoKey !== "available" || apiKey()) return;
+    const data = await api("/annotate/demo-key");
+    if (data && typeof data.api_key === "string" && !apiKey()) {
+      el.apiKey.value = data.api_key;
+      el.apiKey.dataset.source = "demo";
+      notice("API key: the demo's own, filled in by this loopback demo server.");
+    }
+  }
+
   function init() {
     // The API key lives in the password field only: never in web storage or a cookie, which every other
     // script of this origin could read. An older version of the page kept it in sessionStorage: drop that copy.
@@ -535,7 +547,7 @@
     renderResults();
     updateStatus();
     drawMap();
-    Promise.all([loadCollections(), loadLabels()])
+    Promise.all([loadCollections(), loadLabels(), loadDemoKey()])
       .then(() => document.body.setAttribute("data-ready", "true"))
       .catch(showError);
   }
