@@ -189,9 +189,16 @@ def lock_collection(conn: psycopg.Connection, collection: str) -> str | None:
     return row[0] if row else None
 
 
-def store_embeddings(conn: psycopg.Connection, collection: str, ids: list[str], vectors: NDArray[np.float32],
-                     model: str) -> None:
+def store_embeddings(conn: psycopg.Connection, collection: str, rows: Sequence[tuple[str, str]],
+                     vectors: NDArray[np.float32], model: str) -> int:
     """Write embeddings of stored tweets and record the collection's model.
+
+    Args:
+        rows: (id, text) of each vector: the text it was computed from. A post whose stored text is no longer
+            that text (re-ingested with a new text while it was embedded) keeps no vector: it is still to embed.
+
+    Returns:
+        The posts written.
 
     Raises:
         EmbedderMismatchError: The collection has embedded posts and records another model (e.g. it was
@@ -206,11 +213,14 @@ def store_embeddings(conn: psycopg.Connection, collection: str, ids: list[str], 
         raise EmbedderMismatchError(f"collection {collection!r} is embedded by {recorded!r}, not {model!r}")
     use_vectors(conn)
     with conn.cursor() as cur:
-        cur.executemany("UPDATE eofusion.tweets SET embedding = %s WHERE collection = %s AND id = %s",
-                        [(v, collection, i) for i, v in zip(ids, vectors, strict=True)])
+        # The text guard: a vector of an old text would otherwise stand for the new one until a re-embedding.
+        cur.executemany("UPDATE eofusion.tweets SET embedding = %s WHERE collection = %s AND id = %s AND text = %s",
+                        [(v, collection, i, text) for (i, text), v in zip(rows, vectors, strict=True)])
+        written = max(cur.rowcount, 0)  # psycopg sums the rows of every statement
     conn.execute("INSERT INTO eofusion.tweet_collections (collection, embedding_model) VALUES (%s, %s) "
                  "ON CONFLICT (collection) DO UPDATE SET embedding_model = EXCLUDED.embedding_model, "
                  "updated_at = now()", (collection, model))
+    return written
 
 
 def without_embedding(conn: psycopg.Connection, collection: str, limit: int) -> list[tuple[str, str]]:

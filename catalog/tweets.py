@@ -167,9 +167,9 @@ def embed_and_store(conn: psycopg.Connection, collection: str, embedder: Any, ro
     from catalog.tweet_search import EmbedderMismatchError, store_embeddings
 
     for _ in range(3):  # each retry follows a model change another process committed meanwhile
-        ids, vectors = embed_texts(embedder, rows)
+        _, vectors = embed_texts(embedder, rows)
         try:
-            store_embeddings(conn, collection, ids, vectors, embedder.name)
+            store_embeddings(conn, collection, rows, vectors, embedder.name)
         except EmbedderMismatchError:
             conn.rollback()
             embedder = on_every_core(collection_embedder(conn, collection, embedder))
@@ -180,14 +180,17 @@ def embed_and_store(conn: psycopg.Connection, collection: str, embedder: Any, ro
     raise RuntimeError(f"the text embedder of collection {collection!r} keeps changing: three attempts failed")
 
 
-def _stage(conn: psycopg.Connection, collection: str, model: str, ids: list[str], vectors: NDArray[np.float32]
-           ) -> None:
+def _stage(conn: psycopg.Connection, collection: str, model: str, rows: list[tuple[str, str]],
+           vectors: NDArray[np.float32]) -> None:
+    """Stage the vectors of (id, text) rows; a post whose text changed since it was read stays unstaged."""
     use_vectors(conn)
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO eofusion.tweet_reembedding (collection, id, model, embedding) "
-                        "VALUES (%s, %s, %s, %s) ON CONFLICT (collection, id) DO UPDATE SET model = EXCLUDED.model, "
+                        "SELECT t.collection, t.id, %s, %s FROM eofusion.tweets t "
+                        "WHERE t.collection = %s AND t.id = %s AND t.text = %s "
+                        "ON CONFLICT (collection, id) DO UPDATE SET model = EXCLUDED.model, "
                         "embedding = EXCLUDED.embedding",
-                        [(collection, i, model, v) for i, v in zip(ids, vectors, strict=True)])
+                        [(model, v, collection, i, text) for (i, text), v in zip(rows, vectors, strict=True)])
 
 
 # Posts without a staged vector, after an id (keyset paging: each batch starts where the last one ended).
@@ -258,7 +261,7 @@ def _stage_unstaged(conn: psycopg.Connection, collection: str, embedder: Any, ba
     """
     last = ""  # keyset paging: each batch starts after the last id of the one before
     while rows := [(r[0], r[1]) for r in conn.execute(_NOT_STAGED, (collection, last, batch_size))]:
-        _stage(conn, collection, embedder.name, *embed_texts(embedder, rows))
+        _stage(conn, collection, embedder.name, rows, embed_texts(embedder, rows)[1])
         done, last = done + len(rows), rows[-1][0]
         if commit:
             conn.commit()

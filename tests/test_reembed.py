@@ -17,9 +17,9 @@ from catalog.tweets import ingest_tweets, recorded_embedder, reembed_collection
 from eofusion.readers.tweets import IngestReport, Tweet, read_crisislex
 from eofusion.social.embedding import INT8_MODEL_NAME, STATIC_MODEL_NAME, TextEmbedder
 from plugins.social import LateFusionSearchProcessor
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, data_path
 
-EVENT = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Sardinia_floods"
+EVENT = data_path("crisislex") / "CrisisLexT26" / "2013_Sardinia_floods"
 COLLECTION = "emb-reembed"
 
 
@@ -83,7 +83,8 @@ def test_reembedding_is_staged_resumable_and_swapped_at_once(db_url: str) -> Non
         before = conn.execute("SELECT embedding::text FROM eofusion.tweets WHERE collection = %s AND id = %s",
                               (COLLECTION, tweets[0].id)).fetchone()
         with pytest.raises(EmbedderMismatchError, match="embedded by"):
-            store_embeddings(conn, COLLECTION, [tweets[0].id], static.embed([tweets[0].text]), STATIC_MODEL_NAME)
+            store_embeddings(conn, COLLECTION, [(tweets[0].id, tweets[0].text)], static.embed([tweets[0].text]),
+                             STATIC_MODEL_NAME)
         conn.rollback()
         after = conn.execute("SELECT embedding::text FROM eofusion.tweets WHERE collection = %s AND id = %s",
                              (COLLECTION, tweets[0].id)).fetchone()
