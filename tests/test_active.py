@@ -1,12 +1,15 @@
 """Active-learning core on real EuroSAT-MS descriptors: rounds, scoring, queries, cascade, cleaning, oracle.
 
-Pure numpy / scikit-learn, no database: the 216 real 13-band patches of ``../shared/data/eurosat-ms``
-are described once per module with the project's spectral descriptor (240-d histograms).
+Pure numpy / scikit-learn, no database: the 216 real 13-band patches of ``../shared/data/eurosat-ms`` (or the 50 of
+the fixture subset, tests/fixtures/eurosat-ms) are described once per module with the project's spectral descriptor
+(240-d histograms).
 """
 
 from __future__ import annotations
 
+import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,24 +44,37 @@ from eofusion.active import (
     write_json_report,
 )
 from eofusion.active.eurosat import load_eurosat_ms, rgbn_histograms, spectral_descriptors
+from tests.conftest import data_path
 
-EUROSAT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "eurosat-ms"
+EUROSAT_DIR = data_path("eurosat-ms")
 Sample = tuple[NDArray[np.float32], NDArray[np.str_], NDArray[np.float32]]
+with open(EUROSAT_DIR / "labels.csv", newline="") as _f:
+    _ROWS = list(csv.DictReader(_f))
+# The sample's size, read from its list: 216 patches in ../shared (16-24 per class), 50 in the fixture (5 per class).
+N_POOL = len(_ROWS)
+MIN_CLASS = min(Counter(r["label"] for r in _ROWS).values())
+# Labels of each kind at the start of a round: 5, or fewer when a class has too few patches to leave some unlabelled.
+N_SEED = min(5, MIN_CLASS // 2)
 
 
 @pytest.fixture(scope="module")
 def eurosat() -> Sample:
-    """(spectral descriptors (216, 240), labels, 4-band histograms (216, 64)) of the real sample."""
+    """(spectral descriptors (n, 240), labels, 4-band histograms (n, 64)) of the real sample."""
     sample = load_eurosat_ms(EUROSAT_DIR)
-    assert sample.patches.shape == (216, 13, 64, 64)
+    assert sample.patches.shape == (N_POOL, 13, 64, 64)
     assert len(sample.classes) == 10
     return spectral_descriptors(sample.patches), sample.labels, rgbn_histograms(sample.patches)
 
 
-def _start(labels: NDArray[np.str_], cls: str, seed: int = 0, n: int = 5) -> tuple[NDArray[np.int64], ...]:
+def _start(labels: NDArray[np.str_], cls: str, seed: int = 0, n: int = N_SEED) -> tuple[NDArray[np.int64], ...]:
     rng = np.random.default_rng(seed)
     y = labels == cls
     return rng.choice(np.flatnonzero(y), n, replace=False), rng.choice(np.flatnonzero(~y), n, replace=False)
+
+
+def _top_holds(labels: NDArray[np.str_], top: NDArray[np.int64], cls: str) -> bool:
+    """The top list is of class ``cls`` but for one miss in five (one at least: 8 of 10, 2 of 3)."""
+    return int((labels[top] != cls).sum()) <= max(1, top.size // 5)
 
 
 def _hellinger_distances(x: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -75,21 +91,23 @@ def test_round_ranks_planted_positives_first(eurosat: Sample) -> None:
     x, labels, _ = eurosat
     y = labels == "SeaLake"
     pos, neg = _start(labels, "SeaLake")
-    res = run_round(x, pos, neg, RoundConfig(n_top=20))
+    n_left = int(y.sum()) - pos.size  # 19 in the full sample, 3 in the fixture
+    res = run_round(x, pos, neg, RoundConfig(n_top=n_left + 1))
     assert isinstance(res.model, LinearModel)
-    assert res.top_indices.shape == (20,)
+    assert res.top_indices.shape == (n_left + 1,)
     assert not np.isin(res.top_indices, np.concatenate([pos, neg])).any()  # labelled excluded by default
-    # 19 SeaLake patches are left unlabelled: the top 20 are (almost) all of them.
-    assert y[res.top_indices].mean() >= 0.9
+    # The SeaLake patches left unlabelled fill the top n_left + 1 (all but one in ten of them at least).
+    assert y[res.top_indices].sum() >= n_left - n_left // 10
     assert np.all(np.diff(res.top_scores) <= 0), "top list must be sorted best first"
     np.testing.assert_array_equal(res.top_scores, res.scores[res.top_indices])
 
     pos_f, neg_f = _start(labels, "Forest", seed=1)
-    res_f = run_round(x, pos_f, neg_f, RoundConfig(n_top=10))
-    assert (labels[res_f.top_indices] == "Forest").mean() >= 0.8
+    n_top = min(10, int((labels == "Forest").sum()) - pos_f.size)
+    res_f = run_round(x, pos_f, neg_f, RoundConfig(n_top=n_top))
+    assert _top_holds(labels, res_f.top_indices, "Forest"), labels[res_f.top_indices]
 
-    with_labelled = run_round(x, pos, neg, RoundConfig(n_top=20, include_labelled_in_top=True))
-    assert np.isin(pos, with_labelled.top_indices).sum() >= 3  # labelled positives score high too
+    with_labelled = run_round(x, pos, neg, RoundConfig(n_top=n_left + 1, include_labelled_in_top=True))
+    assert np.isin(pos, with_labelled.top_indices).sum() >= 0.6 * pos.size  # labelled positives score high too
 
 
 def test_queries_exclude_labelled_and_are_diverse(eurosat: Sample) -> None:
@@ -134,11 +152,12 @@ def test_queries_are_never_copies_of_one_field(eurosat: Sample) -> None:
 def test_positives_only_first_round(eurosat: Sample) -> None:
     x, labels, _ = eurosat
     pos, _ = _start(labels, "SeaLake")
-    res = run_round(x, pos, [], RoundConfig(n_top=10, n_queries=8))
+    n_top = min(10, int((labels == "SeaLake").sum()) - pos.size)
+    res = run_round(x, pos, [], RoundConfig(n_top=n_top, n_queries=8))
     assert isinstance(res.model, NearestPositiveModel)
     assert res.metrics.model == "nearest-positive"
     assert res.metrics.n_predicted_positive is None and res.metrics.train_balanced_accuracy is None
-    assert (labels[res.top_indices] == "SeaLake").mean() >= 0.8
+    assert _top_holds(labels, res.top_indices, "SeaLake"), labels[res.top_indices]
     assert np.all(res.scores <= 0)
     np.testing.assert_allclose(res.scores[pos], 0.0, atol=1e-3)  # a positive is at distance 0 of itself
     q = res.query_indices
@@ -208,7 +227,7 @@ def test_linear_fit_without_svc_wrapper_equals_svc(eurosat: Sample) -> None:
     x, labels, _ = eurosat
     features = np.sqrt(x)
     for cls, seed in (("Industrial", 0), ("Pasture", 1), ("SeaLake", 2)):
-        pos, neg = _start(labels, cls, seed, n=8)
+        pos, neg = _start(labels, cls, seed, n=min(8, MIN_CLASS))
         idx = np.concatenate([np.sort(pos), np.sort(neg)])
         y = np.r_[np.ones(pos.size), np.zeros(neg.size)].astype(bool)
         for weight in ("balanced", None):
@@ -237,7 +256,7 @@ def test_round_result_is_frozen_and_reports_metrics(eurosat: Sample) -> None:
     with pytest.raises(AttributeError):
         res.top_indices = np.zeros(0, dtype=np.int64)  # type: ignore[misc]
     m = res.metrics
-    assert (m.n_pool, m.n_positive, m.n_negative) == (216, 5, 5)
+    assert (m.n_pool, m.n_positive, m.n_negative) == (N_POOL, N_SEED, N_SEED)
     assert m.n_predicted_positive == int((res.scores > 0).sum())
     assert m.train_balanced_accuracy == 1.0  # few labels in 240-d: separable
     assert m.total_seconds > 0
@@ -293,17 +312,23 @@ def test_cascade_restricts_fine_pool_to_children_of_accepted() -> None:
 def test_cascaded_rounds_on_real_descriptors(eurosat: Sample) -> None:
     """Coarse round -> accepted coarse cells -> next round only on their children."""
     x, labels, _ = eurosat
-    # Coarse "cells": groups of 4 patches of one class (as a coarse cell covers one land type).
-    order = np.argsort(labels, kind="stable")
+    # Coarse "cells": groups of up to 4 patches of one class (as a coarse cell covers one land type); 2 when a
+    # class has few patches, so that each class still spans several cells.
+    group = min(4, MIN_CLASS // 2)
     parents = np.empty(x.shape[0], dtype=np.int64)
-    parents[order] = np.arange(x.shape[0]) // 4
+    n_cells = 0
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        parents[members] = n_cells + np.arange(members.size) // group
+        n_cells = int(parents[members].max()) + 1
     coarse = np.stack([x[parents == c].mean(axis=0) for c in range(parents.max() + 1)])
     coarse_label = np.array([labels[parents == c][0] for c in range(coarse.shape[0])])
     y = coarse_label == "SeaLake"
     res = run_round(coarse, np.flatnonzero(y)[:2], np.flatnonzero(~y)[:6])
     fine = restrict_fine_pool(accepted_from_scores(np.arange(coarse.shape[0]), res.scores), parents)
     assert fine.size < x.shape[0] / 2
-    assert (labels[fine] == "SeaLake").sum() >= 20  # the accepted cells hold the SeaLake patches
+    # The accepted cells hold the SeaLake patches (all but one cell's worth: 20 of 24 in the full sample).
+    assert (labels[fine] == "SeaLake").sum() >= (labels == "SeaLake").sum() - group
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,23 +339,26 @@ def test_cascaded_rounds_on_real_descriptors(eurosat: Sample) -> None:
 def test_cleaning_finds_a_mislabelled_real_patch(eurosat: Sample) -> None:
     x, labels, _ = eurosat
     sea = np.flatnonzero(labels == "SeaLake")
-    before = {s.index for s in find_suspect_labels(x, labels)}
-    assert not before & set(sea.tolist())  # correctly labelled water patches agree with their neighbours
+    k = min(5, sea.size - 1)  # neighbours that can all be water
+    before = {s.index for s in find_suspect_labels(x, labels, k=k)}
+    # Correctly labelled water patches agree with their neighbours (all 24 of the full sample; in the fixture's 5, one
+    # lake has river neighbours), so one in five at most is a suspect.
+    assert len(before & set(sea.tolist())) <= sea.size // 5
 
     wrong = labels.copy()
-    victim = int(sea[3])
+    victim = next(int(i) for i in np.r_[sea[3:], sea[:3]] if i not in before)
     wrong[victim] = "Forest"
-    suspects = {s.index: s for s in find_suspect_labels(x, wrong)}
+    suspects = {s.index: s for s in find_suspect_labels(x, wrong, k=k)}
     assert victim in suspects
     s = suspects[victim]
     assert s.label == "Forest" and s.suggested_label == "SeaLake"
-    assert s.disagreement == 1.0 and len(s.neighbours) == 5 and victim not in s.neighbours
+    assert s.disagreement == 1.0 and len(s.neighbours) == k and victim not in s.neighbours
 
     frac, neighbours = neighbour_disagreement(x, wrong, k=3, metric="euclidean")
-    assert frac.shape == (216,) and neighbours.shape == (216, 3)
+    assert frac.shape == (N_POOL,) and neighbours.shape == (N_POOL, 3)
     assert frac[victim] == 1.0
     with pytest.raises(ValueError, match="k must be"):
-        neighbour_disagreement(x, labels, k=216)
+        neighbour_disagreement(x, labels, k=N_POOL)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,11 +369,15 @@ def test_cleaning_finds_a_mislabelled_real_patch(eurosat: Sample) -> None:
 def test_oracle_active_beats_random_after_round_3(eurosat: Sample, tmp_path: Path) -> None:
     x, labels, rgbn = eurosat
     classes = ["AnnualCrop", "HerbaceousVegetation", "Residential"]
-    cfg = OracleConfig(seeds=(0, 1, 2))
+    # The label budget follows the pool: 10 to start and 10 per round on the 216 patches (40 labels in all), 2 + 2
+    # on the fixture's 50; with a budget near the pool size both methods would label nearly everything.
+    batch = N_POOL // 20
+    cfg = OracleConfig(seeds=(0, 1, 2), n_initial_positive=N_SEED, n_initial_negative=N_SEED, batch_size=batch)
     rep = simulate(x, labels, classes, cfg, name="s2")
     assert rep.scores["active"].shape == (3, 3, 4, 5)
-    np.testing.assert_array_equal(rep.n_labels["active"][0, 0], [10, 20, 30, 40])
-    np.testing.assert_array_equal(rep.n_labels["random"][0, 0], [10, 20, 30, 40])
+    budget = 2 * N_SEED + batch * np.arange(4)
+    np.testing.assert_array_equal(rep.n_labels["active"][0, 0], budget)
+    np.testing.assert_array_equal(rep.n_labels["random"][0, 0], budget)
     ba_a, ba_r = rep.mean("active", "balanced_accuracy"), rep.mean("random", "balanced_accuracy")
     f1_a, f1_r = rep.mean("active", "f1"), rep.mean("random", "f1")
     assert ba_a[0] == ba_r[0]  # same starts, same first model
@@ -375,6 +407,6 @@ def test_oracle_single_class_run_is_reproducible(eurosat: Sample) -> None:
     for method in ("active", "random"):
         np.testing.assert_array_equal(a[method][0], b[method][0])
     with pytest.raises(ValueError, match="no positive"):
-        simulate_class(x, np.zeros(216, dtype=bool), 0, cfg)
+        simulate_class(x, np.zeros(N_POOL, dtype=bool), 0, cfg)
     with pytest.raises(ValueError, match="absent"):
         simulate(x, labels, ["Glacier"], cfg)

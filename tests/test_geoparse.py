@@ -29,8 +29,9 @@ from eofusion.geoparse.gazetteer import (
 from eofusion.geoparse.parser import Mention, ParserConfig, PlaceParser, parser_stats
 from eofusion.geoparse.resolve import Location, Resolver, ResolverConfig, geoparse_tweets
 from eofusion.readers.tweets import Tweet, crisislex_event_info, read_crisislex_t26
+from tests.conftest import data_path
 
-CRISISLEX = Path(__file__).resolve().parents[2] / "shared" / "data" / "crisislex"
+CRISISLEX = data_path("crisislex")
 T26 = CRISISLEX / "CrisisLexT26"
 GOLD = Path(__file__).resolve().parent / "fixtures" / "geoparse_gold.json"
 

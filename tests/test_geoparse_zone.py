@@ -9,9 +9,9 @@ import spacy
 from eofusion.geoparse.gazetteer import GazetteerConfig, load_gazetteer
 from eofusion.geoparse.parser import Mention, ParserConfig, PlaceParser
 from eofusion.readers.tweets import IngestReport, read_crisislex
-from tests.conftest import SHARED
+from tests.conftest import data_path
 
-EVENTS = SHARED / "data" / "crisislex" / "CrisisLexT26"
+EVENTS = data_path("crisislex") / "CrisisLexT26"
 
 
 def _key(mentions: list[Mention]) -> list[str]:

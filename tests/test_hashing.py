@@ -33,17 +33,20 @@ from eofusion.hashing import (
 )
 from eofusion.hashing.datasets import LabelledDescriptors, load_eurosat_ms
 from eofusion.hashing.evaluate import SplitResult, evaluate_hashing, stratified_split
+from tests.conftest import data_path
 
 torch.set_num_threads(1)
 
-EUROSAT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "eurosat-ms"
+EUROSAT_DIR = data_path("eurosat-ms")
 SEEDS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
 def eurosat() -> LabelledDescriptors:
     ds = load_eurosat_ms(EUROSAT_DIR)
-    assert ds.vectors.shape == (216, 240)
+    with open(EUROSAT_DIR / "labels.csv", newline="") as f:
+        n_listed = sum(1 for _ in f) - 1  # 216 in ../shared, 50 in the fixture
+    assert ds.vectors.shape == (n_listed, 240)
     assert len(ds.classes) == 10
     return ds
 
@@ -227,7 +230,7 @@ def test_model_codes_are_consistent_across_forms(eurosat: LabelledDescriptors,
                                                                             NDArray[np.int64]]]) -> None:
     model = trained64[0][0]
     outputs = model.outputs(eurosat.vectors)
-    assert outputs.shape == (216, 64) and np.all(np.abs(outputs) <= 1)
+    assert outputs.shape == (len(eurosat.labels), 64) and np.all(np.abs(outputs) <= 1)
     bits = model.bits(eurosat.vectors)
     np.testing.assert_array_equal(bits, (outputs > 0).astype(np.uint8))
     packed = model.encode(eurosat.vectors)
@@ -322,13 +325,17 @@ def test_hamming_and_reranking_versus_exact_search_on_held_out_eurosat(
     """
     results: list[SplitResult] = []
     for seed, (model, _, test) in trained64.items():
-        res = evaluate_hashing(model, eurosat.vectors, eurosat.labels, test, np.arange(216), k=10,
+        n = len(eurosat.labels)
+        res = evaluate_hashing(model, eurosat.vectors, eurosat.labels, test, np.arange(n), k=10,
                                rerank_depth=100, metric="l1", tie_seed=seed)
-        assert res.n_queries == len(test) and res.archive_size == 215
+        assert res.n_queries == len(test) and res.archive_size == n - 1
         assert res.reranked >= res.exact - 0.05, (seed, res)
         assert res.hamming >= res.exact + 0.05, (seed, res)
         results.append(res)
-    assert np.mean([r.hamming for r in results]) >= 0.5
+    # The floor of the codes' own mAP@10 depends on how many patches per class trained them: 0.5 with the 13-15 of the
+    # full sample (every seed tried), 0.4 with the fixture's 3 (0.41-0.59 on its seeds); chance is ~0.1.
+    per_class = min(np.unique(eurosat.labels[trained64[SEEDS[0]][1]], return_counts=True)[1])
+    assert np.mean([r.hamming for r in results]) >= (0.5 if per_class >= 10 else 0.4)
     assert np.mean([r.exact for r in results]) > 0.3  # sanity: the descriptor itself is far above chance (~0.1)
 
 

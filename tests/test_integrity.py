@@ -24,10 +24,10 @@ from PIL import Image
 from skimage import data as photos
 
 from catalog.db import connect
-from tests.conftest import API_KEY, ROOT, SHARED
+from tests.conftest import API_KEY, ROOT, data_path
 
 KEY = {"X-API-Key": API_KEY}
-SARDINIA = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Sardinia_floods"
+SARDINIA = data_path("crisislex") / "CrisisLexT26" / "2013_Sardinia_floods"
 
 
 def execute(client: httpx.Client, process: str, inputs: dict, headers: dict | None = None) -> httpx.Response:

@@ -27,9 +27,10 @@ from eofusion.evaluation.late_fusion import (
 )
 from eofusion.fusion import RankedList
 from eofusion.readers.tweets import read_crisislex
+from tests.conftest import data_path
 
 ROOT = Path(__file__).resolve().parents[1]
-T26 = ROOT.parent / "shared" / "data" / "crisislex" / "CrisisLexT26"
+T26 = data_path("crisislex") / "CrisisLexT26"
 EVENTS = ("2013_Colorado_floods", "2013_Sardinia_floods")
 INFORMATIVE = "Related and informative"
 Evaluated = tuple[ModuleType, Any, dict[str, Any]]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from catalog.db import connect
-from tests.conftest import API_KEY, ROOT, SHARED
+from tests.conftest import API_KEY, ROOT, data_path
 
 EVENTS = ("2013_Colorado_floods", "2013_Sardinia_floods", "2012_Italy_earthquakes")
 KEY = {"X-API-Key": API_KEY}
@@ -27,14 +27,14 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 def crisis(settings_env: dict[str, str], db_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("crisislex")
     for event in EVENTS:  # a subset of CrisisLexT26, read in place through symlinks
-        (root / event).symlink_to(SHARED / "data" / "crisislex" / "CrisisLexT26" / event)
+        (root / event).symlink_to(data_path("crisislex") / "CrisisLexT26" / event)
     out = cli(["ingest", "tweets", "crisislex", str(root), "--collection", "crisis"], settings_env)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _labelled_rows(event: str) -> int:
-    path = next((SHARED / "data" / "crisislex" / "CrisisLexT26" / event).glob("*labeled.csv"))
+    path = next((data_path("crisislex") / "CrisisLexT26" / event).glob("*labeled.csv"))
     import csv
 
     with path.open(newline="", encoding="utf-8", errors="replace") as f:

@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import DEMO_COLLECTION, ROOT, SHARED, Server
+from tests.conftest import DEMO_COLLECTION, ROOT, Server, data_path
 
 
 def test_stac_api_validator_passes(server: Server, loaded: dict) -> None:
-    schema_map = SHARED / "schemas" / "schema-map.json"
+    schema_map = data_path("schemas") / "schema-map.json"
     assert schema_map.exists(), f"local STAC schemas expected at {schema_map}"
     geometry = {"type": "Polygon", "coordinates": [[[-75.65, 37.6], [-75.55, 37.6], [-75.55, 37.7],
                                                      [-75.65, 37.7], [-75.65, 37.6]]]}

@@ -20,14 +20,14 @@ from skimage import data as photos
 
 from catalog.db import connect
 from eofusion.social.image import ImageError, ImageFeatureExtractor, MediaLocator, decode_image, top_concepts
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, data_path
 
 #: ImageNet-1k class indices of domestic cats (tabby, tiger cat, Persian, Siamese, Egyptian cat).
 CAT_CLASSES = set(range(281, 286))
 #: ImageNet-1k class indices of espresso and cup.
 COFFEE_CLASSES = {967, 968}
 COLLECTION = "photo-posts"
-COLORADO = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Colorado_floods"
+COLORADO = data_path("crisislex") / "CrisisLexT26" / "2013_Colorado_floods"
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from catalog.db import connect
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, data_path
 
-T26 = SHARED / "data" / "crisislex" / "CrisisLexT26"
+T26 = data_path("crisislex") / "CrisisLexT26"
 MANILA, SARDINIA = "2013_Manila_floods", "2013_Sardinia_floods"
 
 

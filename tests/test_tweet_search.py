@@ -18,9 +18,9 @@ from catalog.tweets import embed_texts, ingest_tweets
 from eofusion.fusion.base import RankedList
 from eofusion.readers.tweets import IngestReport, Tweet, read_crisislex
 from eofusion.social.embedding import TextEmbedder
-from tests.conftest import SHARED
+from tests.conftest import data_path
 
-EVENT = SHARED / "data" / "crisislex" / "CrisisLexT26" / "2013_Queensland_floods"
+EVENT = data_path("crisislex") / "CrisisLexT26" / "2013_Queensland_floods"
 COLLECTION = "search-words"
 
 

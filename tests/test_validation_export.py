@@ -11,7 +11,7 @@ import rasterio
 
 from catalog.annotations import NewAnnotation, add_annotations
 from catalog.db import connect
-from tests.conftest import API_KEY, DEMO_COLLECTION, SCENE_ID, SHARED
+from tests.conftest import API_KEY, DEMO_COLLECTION, SCENE_ID, data_path
 
 KEY = {"X-API-Key": API_KEY}
 
@@ -86,8 +86,8 @@ def test_export_files_open_in_gdal_and_geopandas(client: httpx.Client, db_url: s
         assert cmap[codes["Water Bodies / Sea and ocean"]][:3] == (0x15, 0x65, 0xc0)
         assert src.crs.to_epsg() == 32618 and (grid == 0).mean() > 0.5
     item = client.get(out["files"]["stac:label-item"]).json()
-    schema_map = json.loads((SHARED / "schemas" / "schema-map.json").read_text())
-    label_schema = json.loads((SHARED / "schemas" / schema_map[item["stac_extensions"][0]]).read_text())
+    schema_map = json.loads((data_path("schemas") / "schema-map.json").read_text())
+    label_schema = json.loads((data_path("schemas") / schema_map[item["stac_extensions"][0]]).read_text())
     jsonschema.Draft7Validator(label_schema).validate(item)
     assert set(item["properties"]["label:classes"][0]["classes"]) == set(codes)
     missing = execute(client, "export", {"collection": DEMO_COLLECTION, "label": "Forest / Oak"})

@@ -25,7 +25,7 @@ from playwright.sync_api import Page, expect
 
 from server import viewer
 from tests.browser import PNG_SIGNATURE, open_page
-from tests.conftest import DEMO_COLLECTION, ROOT, SCENE_ID, SHARED, Server
+from tests.conftest import DEMO_COLLECTION, ROOT, SCENE_ID, Server, data_path
 
 FUSION_URL = "/ogc/processes/late-fusion-search/execution"
 POSTS = "viewer-posts"
@@ -64,7 +64,7 @@ def posts(settings_env: dict[str, str], db_url: str, tmp_path_factory: pytest.Te
     """
     root = tmp_path_factory.mktemp("viewer-crisislex")
     (root / "events").mkdir()
-    (root / "events" / EVENT).symlink_to(SHARED / "data" / "crisislex" / "CrisisLexT26" / EVENT)  # read in place
+    (root / "events" / EVENT).symlink_to(data_path("crisislex") / "CrisisLexT26" / EVENT)  # read in place
     out, err = root / "ingest.out", root / "ingest.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "eofusion.cli", "ingest", "tweets", "crisislex",
