@@ -8,6 +8,7 @@ from uuid import UUID
 
 import psycopg
 
+from catalog.hrefs import stac_item_path
 from catalog.labels import PATH_SEP, get_label
 from catalog.load import collection_exists, refresh_annotation_labels, upsert_collection, upsert_items
 
@@ -100,5 +101,5 @@ def _item(conn: psycopg.Connection, a: NewAnnotation, label_id: int, path: str) 
         },
         "assets": {},
         "links": [{"rel": "source", "type": "application/geo+json", "title": "Annotated patch",
-                   "href": f"/stac/collections/{a.collection}/items/{a.item_id}"}],
+                   "href": stac_item_path(a.collection, a.item_id)}],
     }

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import numpy as np
 import pystac
 from pystac.extensions.eo import Band, EOExtension
-from pystac.extensions.projection import ProjectionExtension
 from pystac.extensions.raster import DataType, NoDataStrings, RasterBand, RasterExtension
 from pystac.extensions.sar import FrequencyBand, Polarization, SarExtension
 from rasterio.crs import CRS
@@ -21,6 +19,7 @@ from rasterio.warp import transform as reproject_points
 from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import box, mapping
 
+from catalog import hrefs
 from eofusion.readers.sentinel2 import S2_BAND_INFO
 
 KIND = "eofusion:kind"
@@ -28,6 +27,10 @@ KIND = "eofusion:kind"
 #: ``eofusion:ground_truth`` lists the ground truth, so CQL2 can filter on them, negated too.
 ANNOTATIONS = "eofusion:annotations"
 _DENSIFY = 21  # points added along each edge when reprojecting a bounding box
+#: The projection extension the items declare. v1.1.0, not v2.0.0: GDAL's STACIT driver before 3.10 (Debian's
+#: 3.6) reads only ``proj:epsg`` (an asset whose item lacks that member is skipped: "No compatible asset found"),
+#: and v2.0.0 forbids it (``proj:code`` replaced it); pystac and rio-tiler read v1.1.0 items (pystac migrates them).
+PROJECTION_EXTENSION = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
 
 
 def footprint(crs: CRS, transform: Affine, shape: tuple[int, int]) -> tuple[dict[str, Any], list[float]]:
@@ -107,24 +110,30 @@ def collection(collection_id: str, description: str, bbox: list[float], start: d
     return out
 
 
-SCENES_PREFIX = "/scenes"
-
-
 def scene_href(collection_id: str, cog: Path) -> str:
-    """The server-relative URL of a scene COG (served with HTTP range requests under /scenes)."""
-    return f"{SCENES_PREFIX}/{collection_id}/{cog.name}"
+    """The stored href of a scene COG (``scenes/<collection>/<file>``, see :mod:`catalog.hrefs`)."""
+    return hrefs.scene_asset(collection_id, cog.name)
 
 
-def quicklook_href(collection_id: str, item_id: str, asset: str, rescale: str = "0,3000",
-                   bidx: tuple[int, ...] = (3, 2, 1), bbox: tuple[float, ...] | None = None) -> str:
-    """A ``/tiles`` URL (relative to the server root) that renders the item on demand."""
-    params: list[tuple[str, str]] = [("collection", collection_id), ("item", item_id),
-                                     ("assets", f"{asset}|bidx={','.join(str(b) for b in bidx)}"),
-                                     ("rescale", rescale)]
-    if bbox is None:
-        return "/tiles/stac/preview.png?" + urlencode(params) + "&max_size=512"
-    minx, miny, maxx, maxy = bbox
-    return f"/tiles/stac/bbox/{minx},{miny},{maxx},{maxy}.png?" + urlencode(params)
+def crs_fields(crs: CRS, *, wkt2: bool = True) -> dict[str, Any]:
+    """The projection extension's CRS members: ``proj:epsg`` (null without an EPSG code) and ``proj:wkt2``.
+
+    Args:
+        wkt2: Whether to add ``proj:wkt2`` when there is an EPSG code (without one it is always added: it is
+            then the only description of the CRS). Grid patches leave it out (1.6 kB each, the scene has it).
+    """
+    epsg = crs.to_epsg()
+    out: dict[str, Any] = {"proj:epsg": epsg}
+    if wkt2 or epsg is None:
+        out["proj:wkt2"] = crs.to_wkt(version="WKT2_2019")
+    return out
+
+
+def grid_fields(transform: Affine, shape: tuple[int, int], digits: int | None = None) -> dict[str, Any]:
+    """``proj:shape``, ``proj:transform`` and ``proj:bbox`` (native CRS) of a pixel grid."""
+    native = array_bounds(shape[0], shape[1], transform)
+    return {"proj:shape": list(shape), "proj:transform": list(transform)[:6],
+            "proj:bbox": [round(v, digits) for v in native] if digits is not None else list(native)}
 
 
 @dataclass(frozen=True)
@@ -183,20 +192,16 @@ def scene_item(collection_id: str, scene_id: str, crs: CRS, transform: Affine, s
     quicklook = ""
     if assets.s2_cog:
         _add_s2_asset(item, collection_id, assets.s2_cog)
-        quicklook = quicklook_href(collection_id, scene_id, "s2")
+        quicklook = hrefs.quicklook(collection_id, scene_id, "s2")
     if assets.s1_cog:
         _add_s1_asset(item, collection_id, assets.s1_cog, assets.s1_polarisations)
         sar = SarExtension.ext(item, add_if_missing=True)
         sar.apply(instrument_mode="IW", frequency_band=FrequencyBand.C, center_frequency=5.405,
                   polarizations=[Polarization(p) for p in assets.s1_polarisations], product_type="GRD")
-        quicklook = quicklook or quicklook_href(collection_id, scene_id, "s1", rescale="0,0.3", bidx=(1,))
-    proj = ProjectionExtension.ext(item, add_if_missing=True)
-    proj.epsg = crs.to_epsg()
-    if proj.epsg is None:
-        proj.wkt2 = crs.to_wkt()
-    proj.transform = list(transform)[:6]
-    proj.shape = list(shape)
-    proj.bbox = list(array_bounds(shape[0], shape[1], transform))
+        quicklook = quicklook or hrefs.quicklook(collection_id, scene_id, "s1", rescale="0,0.3", bidx=(1,))
+    # The data assets share the scene's grid: the projection members are the item's.
+    item.properties.update({**crs_fields(crs), **grid_fields(transform, shape)})
+    item.stac_extensions.append(PROJECTION_EXTENSION)
     item.add_asset("thumbnail", pystac.Asset(href=quicklook, media_type=pystac.MediaType.PNG,
                                              roles=["thumbnail", "overview"], title="Preview rendered by /tiles"))
     out = item.to_dict(include_self_link=False, transform_hrefs=False)
@@ -220,24 +225,25 @@ def patch_item(collection_id: str, scene: dict[str, Any], patch_item_id: str, cr
                  "sar:center_frequency", "sar:polarizations", "sar:product_type")
     props: dict[str, Any] = {k: sp[k] for k in inherited if k in sp}
     props["datetime"] = sp.get("datetime")
-    native = array_bounds(level, level, window_transform)
-    proj_bbox = [round(v, 3) for v in native]
+    window = grid_fields(window_transform, shape, digits=3)
+    proj_bbox = window["proj:bbox"]
     props.update({
         KIND: "patch", ANNOTATIONS: [], "eofusion:scene": scene["id"], "eofusion:grid_level": level,
         "eofusion:row": row, "eofusion:col": col, "eofusion:parent": parent_id,
-        "eofusion:valid_fraction": round(valid_fraction, 4),
-        "proj:code": f"EPSG:{crs.to_epsg()}", "proj:transform": list(window_transform)[:6],
-        "proj:shape": list(shape), "proj:bbox": proj_bbox,
+        "eofusion:valid_fraction": round(valid_fraction, 4), **crs_fields(crs, wkt2=False), **window,
     })
+    # The data assets are the scene's whole COGs: their own grid (the scene's) overrides the item's window
+    # on the asset, so readers that open the file (GDAL's STACIT) place its pixels where they are.
+    scene_grid = {k: sp[k] for k in ("proj:shape", "proj:transform", "proj:bbox") if k in sp}
     assets: dict[str, Any] = {}
     for key in ("s2", "s1"):
         if key in scene["assets"]:
-            assets[key] = {**scene["assets"][key],
+            assets[key] = {**scene["assets"][key], **scene_grid,
                            "title": scene["assets"][key]["title"] + " (this patch: the window of proj:transform)"}
     if "s2" in assets:
-        ql = quicklook_href(collection_id, patch_item_id, "s2", bbox=tuple(proj_bbox))
+        ql = hrefs.quicklook(collection_id, patch_item_id, "s2", bbox=tuple(proj_bbox))
     else:
-        ql = quicklook_href(collection_id, patch_item_id, "s1", rescale="0,0.3", bidx=(1,), bbox=tuple(proj_bbox))
+        ql = hrefs.quicklook(collection_id, patch_item_id, "s1", rescale="0,0.3", bidx=(1,), bbox=tuple(proj_bbox))
     ql += f"&coord_crs=epsg:{crs.to_epsg()}&width={level}&height={level}"
     assets["thumbnail"] = {"href": ql, "type": pystac.MediaType.PNG, "roles": ["thumbnail", "overview"],
                            "title": "Quicklook of the patch rendered by /tiles"}
@@ -245,6 +251,6 @@ def patch_item(collection_id: str, scene: dict[str, Any], patch_item_id: str, cr
         "type": "Feature", "stac_version": "1.0.0", "stac_extensions": list(scene.get("stac_extensions", [])),
         "id": patch_item_id, "collection": collection_id, "geometry": geom, "bbox": bbox, "properties": props,
         "assets": assets,
-        "links": [{"rel": "parent-scene", "href": f"/stac/collections/{collection_id}/items/{scene['id']}",
+        "links": [{"rel": "parent-scene", "href": hrefs.stac_item_path(collection_id, scene["id"]),
                    "type": "application/geo+json", "title": "Scene this patch was cut from"}],
     }

@@ -3,7 +3,8 @@
 A model item describes the network with the ``mlm`` fields its class provides (``mlm_metadata()``), says
 which collection and descriptor it was trained on and its metrics (``eofusion:*``), covers the footprint
 of that collection, and links the weights as an ``mlm:model`` asset (a ``torch.save`` file served under
-``/files/models``; the catalogue keeps the same bytes in its model table).
+``/files/models``, stored as ``files/models/<file>``: see :mod:`catalog.hrefs`; the catalogue keeps the same
+bytes in its model table).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any
 
 import psycopg
 
+from catalog import hrefs
 from catalog.load import upsert_collection, upsert_items
 
 MODELS_COLLECTION = "models"
 MLM_EXTENSION = "https://stac-extensions.github.io/mlm/v1.5.2/schema.json"
 STAC_VERSION = "1.1.0"
-MODEL_FILES = "/files/models"
 
 
 def models_collection() -> dict[str, Any]:
@@ -93,10 +94,10 @@ def model_item(item_id: str, mlm: dict[str, Any], *, kind: str, trained_on: str,
     return {
         "type": "Feature", "stac_version": STAC_VERSION, "stac_extensions": [MLM_EXTENSION], "id": item_id,
         "collection": MODELS_COLLECTION, "geometry": geometry, "bbox": bbox, "properties": props,
-        "links": [{"rel": "derived_from", "href": f"/stac/collections/{trained_on}", "type": "application/json",
+        "links": [{"rel": "derived_from", "href": hrefs.stac_collection_path(trained_on), "type": "application/json",
                    "title": "Collection the model was trained on"}],
         "assets": {"model": {
-            "href": f"{MODEL_FILES}/{file_name or item_id + '.pt'}", "type": "application/octet-stream",
+            "href": hrefs.model_file(file_name or item_id + ".pt"), "type": "application/octet-stream",
             "title": "PyTorch weights, configuration and metadata (torch.save, weights only)",
             "roles": ["mlm:model", "data"], "mlm:artifact_type": "torch.save"}},
     }

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
+from catalog import hrefs
 from catalog import items as stac_items
 from catalog.db import connect
 from catalog.descriptors import copy_descriptors
@@ -132,7 +133,7 @@ def _scene_item(collection_id: str, inputs: SceneInputs, n_patches: int, start: 
     # The scene links to a search for its patches (thousands: a link each would bloat the item).
     query = urlencode({"filter-lang": "cql2-text", "filter": f"\"eofusion:scene\" = '{inputs.scene_id}'"})
     scene["links"].append({"rel": "related", "type": "application/geo+json", "title": "Patches of this scene",
-                           "href": f"/stac/collections/{collection_id}/items?{query}"})
+                           "href": hrefs.stac_link(f"collections/{collection_id}/items?{query}")})
     return scene
 
 

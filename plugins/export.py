@@ -15,6 +15,7 @@ import shapely
 from pydantic import Field
 from rasterio.transform import Affine
 
+from catalog import hrefs
 from eofusion.errors import InvalidInput
 from eofusion.paths import inside, safe_name
 from plugins.base import Cost, EOFusionProcessor, Ident, ProcessInputs, Weight
@@ -31,6 +32,13 @@ EXPORT_METADATA: dict[str, Any] = {
                           "contentMediaType": "application/json"}},
     "example": {"inputs": {"collection": "eurosat"}},
 }
+
+
+def _scene_crs(props: dict[str, Any]) -> str:
+    """The CRS of a scene item's grid: its EPSG code, else its WKT2 (``proj:code`` in items before 0020)."""
+    if props.get("proj:epsg") is not None:
+        return f"EPSG:{props['proj:epsg']}"
+    return str(props.get("proj:wkt2") or props["proj:code"])
 
 
 def _hex_rgb(color: str | None) -> tuple[int, int, int, int]:
@@ -57,7 +65,7 @@ class ExportProcessor(EOFusionProcessor[ExportInputs]):
         self.files_dir = Path(processor_def["files_dir"])
 
     def run(self, inputs: ExportInputs) -> tuple[str, Any]:
-        """Write the files and return their URLs (under /files)."""
+        """Write the files and return their hrefs (stored form ``files/...``: the OGC answer makes them absolute)."""
         collection, label = inputs.collection, inputs.label
         with self.connect() as conn:
             if label is not None and conn.execute("SELECT 1 FROM eofusion.labels WHERE lower(path) = lower(%s)",
@@ -101,7 +109,7 @@ class ExportProcessor(EOFusionProcessor[ExportInputs]):
         files.update({f"label_map:{sid}": p for sid, p in rasters.items()})
         stac = self._label_items(collection, rows, codes, scenes, out, gpkg)
         files.update({f"stac:{p.stem}": p for p in stac})
-        rel = {k: "/files/" + str(p.relative_to(self.files_dir)) for k, p in files.items()}
+        rel = {k: hrefs.file_href(p.relative_to(self.files_dir).as_posix()) for k, p in files.items()}
         return "application/json", {"collection": collection, "annotations": len(rows), "labels": list(codes),
                                     "files": rel}
 
@@ -134,7 +142,7 @@ class ExportProcessor(EOFusionProcessor[ExportInputs]):
                 best[window] = np.where(take, score, best[window])
             path = inside(out, f"{safe_name(sid, 'scene id')}_labels.tif", "label map")
             profile = {"driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1,
-                       "dtype": "uint8", "crs": props["proj:code"], "nodata": 0, "compress": "DEFLATE",
+                       "dtype": "uint8", "crs": _scene_crs(props), "nodata": 0, "compress": "DEFLATE",
                        "transform": t * Affine.scale(fine)}
             with rasterio.open(path, "w", **profile) as dst:
                 dst.write(grid, 1)
@@ -163,7 +171,9 @@ class ExportProcessor(EOFusionProcessor[ExportInputs]):
                 "label:tasks": ["classification"], "label:methods": ["manual"]},
             "assets": {"labels": {"href": gpkg.name, "type": "application/geopackage+sqlite3", "roles": ["labels"],
                                   "title": "Annotated patch polygons"}},
-            "links": [{"rel": "source", "href": f"/stac/collections/{collection}", "type": "application/json",
+            # Relative to this file (files/exports/<id>/label-item.json), so it holds behind any proxy or prefix.
+            "links": [{"rel": "source", "href": f"../../../{hrefs.STAC}/{hrefs.stac_collection_path(collection)}",
+                       "type": "application/json",
                        "title": "Annotated collection"}],
         }
         path = out / "label-item.json"

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from pydantic import Field, StringConstraints
 
 from catalog import hashing as hash_store
-from catalog import model_items
+from catalog import hrefs, model_items
 from catalog import text2patch as text_store
 from catalog.hashing import LabelSource
 from catalog.sessions import pool_descriptors
@@ -226,9 +226,14 @@ def _stamp() -> tuple[datetime, str]:
     return now, now.strftime("%Y%m%dT%H%M%SZ")
 
 
+def _model_item_href(item_id: str) -> str:
+    """A model item as a process output names it (stored form: the OGC answer makes it absolute)."""
+    return f"{hrefs.STAC}/{hrefs.stac_item_path(model_items.MODELS_COLLECTION, item_id)}"
+
+
 def _write_weights(files_dir: Path, item_id: str, blob: bytes) -> str:
     name = f"{safe_name(item_id, 'model item id')}.pt"
-    folder = files_dir / "models"
+    folder = files_dir / hrefs.MODELS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     target = inside(folder, name, "weights file")
     tmp = inside(folder, f".{name}.tmp", "weights file")
@@ -376,7 +381,7 @@ class TrainHashingProcessor(_TrainingProcessor[HashingInputs]):
         return "application/json", {
             "model": str(model_id), "item": item_id, "collection": collection, "descriptor": kind, "bits": bits,
             "items_encoded": len(ids), "trained_on": len(train), "held_out": held_ids,
-            "stac_item": f"/stac/collections/{model_items.MODELS_COLLECTION}/items/{item_id}",
+            "stac_item": _model_item_href(item_id),
             "metrics": {**metrics, "loss": history.loss[-1]}}
 
 
@@ -441,7 +446,7 @@ class TrainText2PatchProcessor(_TrainingProcessor[TrainingInputs]):
         return "application/json", {
             "model": str(model_id), "item": item_id, "collection": collection, "descriptor": kind,
             "items_embedded": len(ids), "trained_on": len(train), "held_out": held_ids, "classes": present,
-            "stac_item": f"/stac/collections/{model_items.MODELS_COLLECTION}/items/{item_id}",
+            "stac_item": _model_item_href(item_id),
             "metrics": {**metrics, "loss": history.loss[-1]}}
 
 

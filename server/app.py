@@ -22,18 +22,22 @@ from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 from stac_fastapi.pgstac.config import Settings as StacSettings
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.extensions import FreeTextExtension
+from stac_fastapi.pgstac.extensions.filter import FiltersClient
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.db import database_url, url_parts
-from catalog.items import SCENES_PREFIX
+from catalog.hrefs import SCENES_PREFIX
 from catalog.similarity import tuned_pool
 from eofusion import __version__
 from eofusion.config import Settings
 from plugins.jobs import JobRuntime, install_runtime, uninstall_runtime
 from server import annotate, pages
 from server.auth import APIKeyMiddleware
+from server.cql2_post import TextOrJsonSearchFilterExtension
+from server.demo_key import ProxiedMarker
 from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers, install_outermost
+from server.hrefs import OgcHrefs, PublicBase
 from server.json_text import JsonTextGuard
 from server.jobs_http import JobResponseHints, use_context_executor
 from server.labels_api import labels_router
@@ -132,9 +136,10 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
             await close_db_connection(app)
 
     # Our transactions clients: they refuse bodies holding inf/NaN, which pgstac would store as null.
-    extensions = EOFusionExtensions(settings=stac_settings, search_map={"free_text": FreeTextExtension(),
-                                                                      "similarity": SimilarityExtension()},
-                                    extra_map={})
+    # POST searches also take CQL2 text filters (rustac's command line posts them as typed).
+    extensions = EOFusionExtensions(settings=stac_settings, search_map={
+        "free_text": FreeTextExtension(), "similarity": SimilarityExtension(),
+        "filter": TextOrJsonSearchFilterExtension(client=FiltersClient())}, extra_map={})
     api = instantiate_api(client=EOFusionCoreClient, extensions=extensions, lifespan=lifespan, settings=stac_settings)
     api.client.landing_page_id = "eofusion"  # the client's default comes from the environment
     app = api.app
@@ -157,8 +162,14 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     files_dir.mkdir(parents=True, exist_ok=True)
     # Files that processes write (validation reports, exports), downloadable as they are.
     app.mount("/files", StaticFiles(directory=files_dir), name="files")
-    app.mount(OGC_PREFIX, JobResponseHints(build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc",
-                                                         files_dir, limits=settings.limits)))
+    # OGC answers (features, process outputs, jobs) get absolute hrefs under the request's public base.
+    app.mount(OGC_PREFIX, OgcHrefs(JobResponseHints(build_ogc_app(config.public_url, db_url, settings.data_dir / "ogc",
+                                                                  files_dir, limits=settings.limits)),
+                                   configured=config.public_url))
+    # Innermost of ours: every URL built further in (stac-fastapi's links, asset hrefs) uses the public base.
+    app.add_middleware(PublicBase, public_url=settings.public_url)
+    # Outside PublicBase, which consumes forwarding headers: the demo's key is never handed to a proxied request.
+    app.add_middleware(ProxiedMarker)
     app.add_middleware(PrefixRootAlias, prefixes=(OGC_PREFIX,))
     app.add_middleware(BBoxGuard)
     app.add_middleware(JsonBodyGuard)

@@ -30,6 +30,7 @@ from catalog import text2patch as text_search
 from eofusion.config import Limits
 from eofusion.errors import InvalidInput, NotFound
 from eofusion.pipeline.scene import DESCRIPTOR_DIMS
+from server.hrefs import public_base
 
 SIMILARITY_CONFORMANCE = "https://w3id.org/eofusion/stac-api/similarity/v1.0.0"
 DescriptorKind = Literal["fused", "s1", "s2", "hash"]
@@ -268,7 +269,7 @@ async def similar_search(client: Any, search_request: Any, request: Request) -> 
     except hashing.HashingError as err:
         raise InvalidInput(str(err)) from err
     found = ranked.found
-    base = str(request.base_url).rstrip("/")
+    base = public_base(request)  # EOFUSION_PUBLIC_URL, or the base the request came through (its proxy)
     links: list[dict[str, Any]] = [{"rel": "root", "type": "application/json", "href": f"{base}/stac/"},
                                    {"rel": "self", "type": "application/geo+json", "href": f"{base}/stac/search"}]
     if not found:  # nothing passes the filters: nothing to hydrate

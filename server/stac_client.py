@@ -21,7 +21,9 @@ from stac_pydantic import Collection, Item
 from stac_pydantic.links import Link
 from starlette.requests import Request
 
+from catalog.hrefs import stored
 from eofusion.errors import InvalidInput
+from server.hrefs import absolute_assets, public_base
 
 #: GET parameters that stac-fastapi parses as JSON (without catching a parse error: a 500) and uses as objects.
 JSON_PARAMETERS = ("query", "intersects")
@@ -113,8 +115,13 @@ def _cropped(request: Request, params: dict[str, Any]) -> dict[str, Any]:
 
 
 class EOFusionCoreClient(CoreCrudClient):
-    """stac-fastapi-pgstac's client with the similarity extension, and ``datetime: null`` restored
-    (pgstac strips null properties, but STAC requires ``datetime``, null for an interval item)."""
+    """stac-fastapi-pgstac's client with the similarity extension, ``datetime: null`` restored
+    (pgstac strips null properties, but STAC requires ``datetime``, null for an interval item), and absolute
+    asset hrefs under the request's public base (stored hrefs are relative: :mod:`catalog.hrefs`).
+
+    Every item answer (an item, an items page, a search, a similarity search) passes :meth:`_search_base`;
+    stored links are resolved by stac-fastapi against the same base.
+    """
 
     async def get_search(self, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
         check_json_parameters(kwargs)
@@ -127,7 +134,11 @@ class EOFusionCoreClient(CoreCrudClient):
 
     async def all_collections(self, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
         check_json_parameters(kwargs)
-        return await super().all_collections(request, **kwargs)
+        return absolute_assets(await super().all_collections(request, **kwargs), public_base(request))
+
+    async def get_collection(self, collection_id: str, request: Request,  # type: ignore[override]
+                             **kwargs: Any) -> Any:
+        return absolute_assets(await super().get_collection(collection_id, request, **kwargs), public_base(request))
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any) -> Any:  # type: ignore[override]
         # A bbox or coordinate of inf/NaN passes stac-pydantic's range checks and breaks the answer's JSON.
@@ -147,7 +158,7 @@ class EOFusionCoreClient(CoreCrudClient):
             props = feature.get("properties")
             if props is not None and "datetime" not in props and "start_datetime" in props:
                 props["datetime"] = None
-        return collection
+        return absolute_assets(collection, public_base(request))
 
 
 def check_finite_body(values: dict[str, Any], *positional: Any) -> None:
@@ -204,22 +215,64 @@ def check_patch_shapes(model: type[BaseModel], patch: Any) -> None:
             raise InvalidInput(f"{where}: {first.get('msg')}") from None
 
 
+def _request_of(values: dict[str, Any], positional: tuple[Any, ...]) -> Request | None:
+    found = values.get("request")
+    if isinstance(found, Request):
+        return found
+    return next((v for v in positional if isinstance(v, Request)), None)
+
+
+def store_written_hrefs(values: dict[str, Any], *positional: Any) -> None:
+    """Asset hrefs of written items that name this server (under its public base) become the stored form, so a
+    client that writes back an item it read stores no host either (in place, on the body models)."""
+    request = _request_of(values, positional)
+    if request is None:
+        return
+    bases = [public_base(request)]
+
+    def fix(model: Any) -> None:
+        if isinstance(model, BaseModel):
+            for feature in getattr(model, "features", None) or ():
+                fix(feature)
+            assets = getattr(model, "assets", None)
+            if isinstance(assets, dict):
+                for asset in assets.values():
+                    href = getattr(asset, "href", None)
+                    if isinstance(href, str):
+                        asset.href = stored(bases, href)
+            items = getattr(model, "items", None)
+            if isinstance(items, dict):
+                for sub in items.values():
+                    fix(sub)
+
+    for value in [*positional, *values.values()]:
+        fix(value)
+
+
+def _answered(result: Any, values: dict[str, Any], positional: tuple[Any, ...]) -> Any:
+    request = _request_of(values, positional)
+    return absolute_assets(result, public_base(request)) if request is not None else result
+
+
 @attr.s
 class EOFusionTransactionsClient(TransactionsClient):
-    """pgstac's transactions, refusing bodies with numbers JSON cannot carry (see :func:`check_finite_body`)."""
+    """pgstac's transactions, refusing bodies with numbers JSON cannot carry (see :func:`check_finite_body`);
+    items are stored with relative hrefs and answered with absolute ones, like every other answer."""
 
     async def create_item(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         check_finite_body(kwargs, *args)
-        return await super().create_item(*args, **kwargs)
+        store_written_hrefs(kwargs, *args)
+        return _answered(await super().create_item(*args, **kwargs), kwargs, args)
 
     async def update_item(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         check_finite_body(kwargs, *args)
-        return await super().update_item(*args, **kwargs)
+        store_written_hrefs(kwargs, *args)
+        return _answered(await super().update_item(*args, **kwargs), kwargs, args)
 
     async def patch_item(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         check_finite_body(kwargs, *args)
         check_patch_shapes(Item, kwargs.get("patch", args[2] if len(args) > 2 else None))
-        return await super().patch_item(*args, **kwargs)
+        return _answered(await super().patch_item(*args, **kwargs), kwargs, args)
 
     async def create_collection(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         check_finite_body(kwargs, *args)
@@ -241,6 +294,7 @@ class EOFusionBulkTransactionsClient(BulkTransactionsClient):
 
     async def bulk_item_insert(self, items: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         check_finite_body({}, items)
+        store_written_hrefs(kwargs, items)
         return await super().bulk_item_insert(items, **kwargs)
 
 

@@ -1,8 +1,9 @@
 """Tiles, previews and crops of scene COGs and STAC items (titiler.core factories).
 
 Only scene COGs are read: ``/tiles/cog`` takes a path inside the scenes folder, and ``/tiles/stac``
-reads an item's asset only when its href names a file there (the ``/scenes/...`` URL the catalogue
-publishes, or such a path). The rest of the data folder (the embedded cluster, its password file,
+reads an item's asset only when its href names a file there (the stored ``scenes/...`` href of the
+catalogue, see :mod:`catalog.hrefs`; the ``/scenes/...`` form of catalogues before migration 0020; or such a
+path). The rest of the data folder (the embedded cluster, its password file,
 pygeoapi's configuration) and anything GDAL could open beyond it (``/vsicurl/``, ``http://``, other
 virtual file systems) is never opened, and a refused reference answers exactly like a missing file.
 """
@@ -25,7 +26,7 @@ from rio_tiler.types import AssetInfo, AssetType
 from titiler.core.algorithm import BaseAlgorithm
 from titiler.core.factory import MultiBaseTilerFactory, TilerFactory
 
-from catalog.items import SCENES_PREFIX
+from catalog.hrefs import scene_path
 from eofusion.config import Limits
 from eofusion.errors import InvalidInput, NotFound
 from eofusion.paths import inside
@@ -45,9 +46,11 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 def scene_file(scenes_dir: Path, ref: str, *, relative: bool = True) -> Path:
     """The scene COG a client's reference names, confined to ``scenes_dir``.
 
-    A reference is the ``/scenes/...`` URL an item publishes, an absolute path inside the scenes
-    folder or (with ``relative``) a path relative to it. Symbolic links are followed before the
-    check, so a link out of the folder is refused.
+    A reference is the stored href of an item's asset (``scenes/<collection>/<file>``, or ``/scenes/...``
+    as catalogues stored it before migration 0020 and clients of ``/tiles/cog`` send it), an absolute
+    path inside the scenes folder or (with ``relative``) a path relative to it. Never a URL, not even
+    one of this server: the tiler opens files, it does not fetch. Symbolic links are followed before
+    the check, so a link out of the folder is refused.
 
     Raises:
         NotFound: the reference names no COG file inside the scenes folder: missing, outside, a
@@ -57,27 +60,25 @@ def scene_file(scenes_dir: Path, ref: str, *, relative: bool = True) -> Path:
     missing = NotFound(f"no scene COG {ref!r}")
     if not ref or "\x00" in ref or _SCHEME.match(ref) or ref.lower().startswith("/vsi"):
         raise missing
-    if ref.startswith(SCENES_PREFIX + "/"):
-        rel = ref[len(SCENES_PREFIX) + 1:]
-    elif os.path.isabs(ref):
-        rel = ""
+    candidates: list[str] = []
+    named = scene_path(ref)
+    if named is not None:
+        candidates.append(named)
+    if os.path.isabs(ref):
         for root in {scenes_dir, scenes_dir.resolve()}:
             if ref.startswith(str(root) + "/"):
-                rel = ref[len(str(root)) + 1:]
+                candidates.append(ref[len(str(root)) + 1:])
                 break
-        if not rel:
-            raise missing
     elif relative:
-        rel = ref
-    else:
-        raise missing
-    try:
-        path = inside(scenes_dir, rel, "scene COG")
-    except NotFound:
-        raise missing from None
-    if path.suffix.lower() not in COG_SUFFIXES or not path.is_file():
-        raise missing
-    return path
+        candidates.append(ref)  # relative to the scenes folder (after the stored form, if it is one)
+    for rel in candidates:
+        try:
+            path = inside(scenes_dir, rel, "scene COG")
+        except NotFound:
+            continue
+        if path.suffix.lower() in COG_SUFFIXES and path.is_file():
+            return path
+    raise missing
 
 
 def cog_path_dependency(scenes_dir: Path):  # type: ignore[no-untyped-def]

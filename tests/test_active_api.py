@@ -43,7 +43,7 @@ def test_rounds_find_the_class_and_ask_new_questions(client: httpx.Client, label
     labelled = set(forest[:3] + others[:2])
     queries = [q["item"] for q in r1["queries"]]
     assert queries and not labelled & set(queries) and len(set(queries)) == len(queries)
-    assert all(q["quicklook"].startswith("/tiles/") for q in r1["queries"])
+    assert all(q["quicklook"].startswith(str(client.base_url).rstrip("/") + "/tiles/") for q in r1["queries"])
     session = r1["session"]
     # The oracle answers the queries; the next round learns from them.
     r2 = run(client, {"session": session, "feedback": marks(queries, labels, "Forest")}).json()
