@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from catalog.db import url_parts
 from eofusion.config import Limits
 from server.errors import internal_error_handler
+from server.ogc_logging import install_client_error_filter
 from server.openapi_local import localise
 
 OGC_PREFIX = "/ogc"
@@ -174,6 +175,7 @@ def build_ogc_app(public_url: str, database_url: str, work_dir: Path, files_dir:
     module = importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
     # A bug inside pygeoapi answers in our error shape with the request id, not Starlette's plain-text 500.
     module.APP.add_exception_handler(Exception, internal_error_handler)
+    install_client_error_filter()
     return ExecutionBodyGuard(ItemsQueryGuard(module.APP, layer_columns(database_url), limits or Limits()))
 
 
