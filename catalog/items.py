@@ -125,7 +125,9 @@ def crs_fields(crs: CRS, *, wkt2: bool = True) -> dict[str, Any]:
     epsg = crs.to_epsg()
     out: dict[str, Any] = {"proj:epsg": epsg}
     if wkt2 or epsg is None:
-        out["proj:wkt2"] = crs.to_wkt(version="WKT2_2019")
+        # The EPSG definition when there is one: a file's own CRS description varies with its driver, and the
+        # 0020 migration derives the same text from the code alone.
+        out["proj:wkt2"] = (CRS.from_epsg(epsg) if epsg is not None else crs).to_wkt(version="WKT2_2019")
     return out
 
 

@@ -1,15 +1,20 @@
 """Schema migrations: pgstac's, then the project's own numbered SQL files, then seed data.
 
 Each project migration runs in its own transaction and is recorded in
-``eofusion.schema_migrations``, so running ``eofusion db migrate`` twice changes nothing.
+``eofusion.schema_migrations``, so running ``eofusion db migrate`` twice changes nothing. A migration is a
+``NNNN_name.sql`` file, or a ``NNNN_name.py`` module with ``apply(conn)`` for a step SQL cannot compute
+(e.g. WKT2 from PROJ); both kinds run in name order.
 An advisory lock keeps two processes from migrating at once. Every run also recreates the vector
 indexes a killed bulk load left dropped (:func:`catalog.bulk.restore_deferred_indexes`).
 """
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import psycopg
 
@@ -30,11 +35,25 @@ class MigrationReport:
     indexes_restored: list[str] = field(default_factory=list)
 
 
-def project_migrations() -> list[tuple[str, str]]:
-    """The project's migrations as (name, sql), in order."""
+#: One migration step: SQL text, or a function of an open connection (inside the step's transaction).
+Step = str | Callable[[psycopg.Connection[Any]], None]
+
+
+def _python_step(name: str, source: str) -> Callable[[psycopg.Connection[Any]], None]:
+    spec = importlib.util.spec_from_loader(f"catalog.migrations.m{name.split('.')[0]}", loader=None)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    exec(compile(source, f"catalog/migrations/{name}", "exec"), module.__dict__)  # trusted file of the package
+    step: Callable[[psycopg.Connection[Any]], None] = module.apply
+    return step
+
+
+def project_migrations() -> list[tuple[str, Step]]:
+    """The project's migrations as (name, SQL text or Python step), in order."""
     folder = resources.files("catalog") / "migrations"
-    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
-    return [(p.name, p.read_text()) for p in files]
+    files = sorted((p for p in folder.iterdir() if p.name.endswith((".sql", ".py"))), key=lambda p: p.name)
+    return [(p.name, p.read_text() if p.name.endswith(".sql") else _python_step(p.name, p.read_text()))
+            for p in files]
 
 
 def _pgstac_migrate(url: str) -> str:
@@ -67,11 +86,14 @@ def migrate(url: str) -> MigrationReport:
                 )
                 conn.commit()
                 done = {r[0] for r in conn.execute("SELECT name FROM eofusion.schema_migrations")}
-                for name, sql in project_migrations():
+                for name, step in project_migrations():
                     if name in done:
                         continue
                     with conn.transaction():
-                        conn.execute(sql)  # type: ignore[arg-type]  # trusted files of the package
+                        if callable(step):
+                            step(conn)
+                        else:
+                            conn.execute(step)  # type: ignore[arg-type]  # trusted files of the package
                         conn.execute("INSERT INTO eofusion.schema_migrations (name) VALUES (%s)", (name,))
                     report.applied.append(name)
                 report.labels_added = labels_mod.seed(conn)
