@@ -22,7 +22,6 @@ from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 from stac_fastapi.pgstac.config import Settings as StacSettings
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.extensions import FreeTextExtension
-from stac_fastapi.pgstac.extensions.filter import FiltersClient
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -34,7 +33,7 @@ from eofusion.config import Settings
 from plugins.jobs import JobRuntime, install_runtime, uninstall_runtime
 from server import annotate, pages
 from server.auth import APIKeyMiddleware
-from server.cql2_post import TextOrJsonSearchFilterExtension
+from server.cql2_post import search_filter_extension
 from server.demo_key import ProxiedMarker
 from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers, install_outermost
 from server.hrefs import OgcHrefs, PublicBase
@@ -139,7 +138,7 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     # POST searches also take CQL2 text filters (rustac's command line posts them as typed).
     extensions = EOFusionExtensions(settings=stac_settings, search_map={
         "free_text": FreeTextExtension(), "similarity": SimilarityExtension(),
-        "filter": TextOrJsonSearchFilterExtension(client=FiltersClient())}, extra_map={})
+        "filter": search_filter_extension()}, extra_map={})
     api = instantiate_api(client=EOFusionCoreClient, extensions=extensions, lifespan=lifespan, settings=stac_settings)
     api.client.landing_page_id = "eofusion"  # the client's default comes from the environment
     app = api.app
