@@ -526,6 +526,7 @@ def demo(ctx: click.Context, host: str, port: int, no_serve: bool, tweets_path: 
     work beside it.
     """
     from dataclasses import replace
+    from urllib.parse import urlsplit
 
     from catalog.db import connect, database_url
     from catalog.migrate import migrate
@@ -587,7 +588,8 @@ def demo(ctx: click.Context, host: str, port: int, no_serve: bool, tweets_path: 
         _fail(str(err))
     s = replace(s, api_keys=s.api_keys | {key})
     base = _public_url(s, host, port, None)
-    loopback = is_loopback(host)
+    # The pages get the key from the server only on a loopback demo that does not say it serves other hosts.
+    loopback = is_loopback(host) and (s.public_url is None or is_loopback(urlsplit(s.public_url).hostname))
     click.echo("")
     click.echo(f"EOFusion demo{'' if no_serve else ' at'} {base}/")
     for name, path in (("home", "/"), ("annotation page", "/annotate"), ("map viewer", "/viewer"),
@@ -596,7 +598,7 @@ def demo(ctx: click.Context, host: str, port: int, no_serve: bool, tweets_path: 
     click.echo(f"API key: {key}")
     click.echo(f"  ({'new, ' if created else ''}kept in {key_file}, mode 0600; send it as X-API-Key for writes"
                + ("; the annotation page of this loopback demo fills it in itself)" if loopback else
-                  f"; {host} is not a loopback address, so type it into the annotation page)"))
+                  "; this demo is not served on a loopback address only, so type it into the annotation page)"))
     if not no_serve:
         _run_server(s, host, port, base, demo_key=key if loopback else None)
 

@@ -7,7 +7,13 @@ answered only when all of these hold, else the route is a 404 like any unknown p
 - the server was started by ``eofusion demo`` bound to a loopback address (``app.state.demo_key`` is set);
 - the request comes from a loopback client and names a loopback host (``Host``): a page of another site that
   rebinds its name to 127.0.0.1 sends its own name, and is refused;
-- the request carries no proxy header: a proxy in front of the demo may be serving other hosts.
+- the request carries no proxy header: a proxy in front of the demo may be serving other hosts. Whether it
+  came with one is recorded by :class:`ProxiedMarker` outside ``server.hrefs.PublicBase``, which consumes the
+  forwarding headers it reads.
+
+A proxy that hands other hosts' requests to the loopback demo with a loopback ``Host`` and no forwarding header
+at all cannot be told from a local browser: serve other hosts with ``eofusion serve``, not with the demo (which
+also keeps its key to itself when ``EOFUSION_PUBLIC_URL`` names another host).
 """
 
 from __future__ import annotations
@@ -17,12 +23,34 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: Headers a reverse proxy adds; a request carrying one may come from anywhere.
-PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip")
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
+                 "x-forwarded-prefix", "x-forwarded-server", "x-real-ip", "via")
+_PROXY_HEADER_NAMES = frozenset(h.encode() for h in PROXY_HEADERS)
+#: Scope key set by :class:`ProxiedMarker`: whether the request arrived with a proxy header.
+PROXIED = "eofusion.proxied"
 DEMO_KEY_PATH = "/annotate/demo-key"
 
 router = APIRouter(include_in_schema=False)
+
+
+class ProxiedMarker:
+    """ASGI middleware recording in the scope whether a request arrived with a proxy header (:data:`PROXIED`).
+
+    It must sit outside the middleware that consumes forwarding headers (``server.hrefs.PublicBase``).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap ``app``."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Mark the request, then pass it on."""
+        if scope["type"] == "http":
+            scope[PROXIED] = any(k.lower() in _PROXY_HEADER_NAMES for k, _ in scope.get("headers", ()))
+        await self.app(scope, receive, send)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -60,7 +88,10 @@ def demo_key_for(request: Request) -> str | None:
         return None
     if request.client is None or not is_loopback(request.client.host):
         return None
-    if any(name in request.headers for name in PROXY_HEADERS):
+    proxied = request.scope.get(PROXIED)
+    if proxied is None:  # not marked (an app without the marker): read the headers as they are now
+        proxied = any(name in request.headers for name in PROXY_HEADERS)
+    if proxied:
         return None
     if not is_loopback(_host_name(request.headers.get("host", ""))):
         return None

@@ -53,17 +53,6 @@ _LINKS = [
 ]
 
 
-def public_base(request: Request) -> str:
-    """The base URL clients use: ``EOFUSION_PUBLIC_URL`` when set, else the request's (proxy headers applied).
-
-    Args:
-        request: The request.
-    """
-    settings = getattr(request.app.state, "eofusion_settings", None)
-    configured = getattr(settings, "public_url", None)
-    return str(configured or request.base_url).rstrip("/")
-
-
 @dataclass(frozen=True)
 class Catalogue:
     """What the home page reports, read in one go.
@@ -159,7 +148,7 @@ def tasks(base: str, cat: Catalogue) -> list[dict[str, str]]:
         {"id": "label", "title": "Label patches", "href": f"{base}/annotate", "type": "text/html",
          "description": "Active learning: mark a few patches positive or negative, run a round, accept the "
                         "predicted patches as annotations."},
-        {"id": "similar", "title": "Search similar patches", "href": similar, "type": "application/geo+json",
+        {"id": "similar", "title": "Search similar patches", "href": similar, "type": "application/json",
          "description": (f"The patches of {cat.showcase} nearest to {cat.reference} by their {cat.descriptor} "
                          "descriptor (STAC similarity extension)." if cat.reference else
                          "Load patches first: similarity search needs descriptors.")},
@@ -184,6 +173,15 @@ def home_document(base: str, cat: Catalogue) -> dict[str, Any]:
     posts = [{**asdict(p), "bbox": list(p.bbox) if p.bbox else None} for p in cat.posts]
     return {"title": "EOFusion", "base_url": base, "links": links, "collections": collections, "posts": posts,
             "tasks": tasks(base, cat), "start": start_lines(base, cat)}
+
+
+def public_base(request: Request) -> str:
+    """The base URL clients use (no trailing slash).
+
+    ``server.hrefs.PublicBase`` writes the public base (``EOFUSION_PUBLIC_URL``, else what the proxy forwarded)
+    into the scope, so Starlette's ``base_url`` is it.
+    """
+    return str(request.base_url).rstrip("/")
 
 
 def _wants_json(request: Request) -> bool:

@@ -84,12 +84,16 @@ class Server:
             self.process.kill()
 
 
-def start_server(settings_env: dict[str, str], log: Path) -> Server:
-    """Start the server in its own process and wait until /healthz answers."""
+def start_server(settings_env: dict[str, str], log: Path, command: tuple[str, ...] = ("serve",)) -> Server:
+    """Start the server in its own process and wait until /healthz answers.
+
+    ``command`` is the ``eofusion`` command that serves (``("demo",)`` runs the demo as a user starts it);
+    the free port is appended as ``--port``.
+    """
     port = free_port()
     env = {**os.environ, **settings_env}
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "eofusion.cli", "serve", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "eofusion.cli", *command, "--port", str(port)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     # Generous: a second server may start while the first one computes (tests of jobs across servers).

@@ -130,6 +130,8 @@
       rect.bindTooltip(tip.cloneNode(true), { sticky: true });
       dot.bindTooltip(tip, { permanent: true, direction: "top", offset: [0, -6], className: "extent-label" });
       const group = L.featureGroup([rect, dot]).addTo(map);
+      rect.getElement().dataset.extent = id;
+      dot.getElement().dataset.extent = id;
       layers.set(id, bounds);
       all.push(bounds);
       return group;
