@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
@@ -11,6 +11,10 @@ import psycopg
 from catalog.hrefs import stac_item_path
 from catalog.labels import PATH_SEP, get_label
 from catalog.load import collection_exists, refresh_annotation_labels, upsert_collection, upsert_items
+
+#: ``accepted``: a user accepted it (a mark or a session's result); ``predicted``: a model applied to patches
+#: outside its session's pool wrote it. A prediction never replaces an accepted annotation.
+AnnotationKind = Literal["accepted", "predicted"]
 
 
 class AnnotationError(ValueError):
@@ -28,6 +32,8 @@ class NewAnnotation:
     session_id: UUID | None = None
     round: int | None = None
     score: float | None = None
+    kind: AnnotationKind = "accepted"
+    model: str | None = None  # the model that predicted it (catalog.predictions.model_id)
 
 
 ANNOTATIONS_COLLECTION = "annotations"
@@ -52,6 +58,12 @@ def add_annotations(conn: psycopg.Connection, annotations: list[NewAnnotation]) 
     ``eofusion.annotations`` and as STAC items of the ``annotations`` collection, and list each patch's
     labels in its item (``eofusion:annotations``, paths and level-1 classes).
 
+    A predicted annotation of a (patch, label) that already has an accepted one is not stored: what a user
+    accepted stays.
+
+    Returns:
+        The annotations stored.
+
     Raises:
         AnnotationError: an unknown label or item; nothing is stored then.
     """
@@ -65,20 +77,30 @@ def add_annotations(conn: psycopg.Connection, annotations: list[NewAnnotation]) 
                 raise AnnotationError(f"label {a.label!r} is not in the catalogue")
             cur = conn.execute(
                 "INSERT INTO eofusion.annotations (collection, item_id, label_id, session_id, round, user_id, score, "
-                "geometry) SELECT %s, %s, %s, %s, %s, %s, %s, i.geometry FROM pgstac.items i "
+                "kind, model, geometry) SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, i.geometry FROM pgstac.items i "
                 "WHERE i.collection = %s AND i.id = %s "
                 "ON CONFLICT (collection, item_id, label_id) DO UPDATE SET session_id = EXCLUDED.session_id, "
-                "round = EXCLUDED.round, user_id = EXCLUDED.user_id, score = EXCLUDED.score, created_at = now()",
-                (a.collection, a.item_id, label.id, a.session_id, a.round, a.user_id, a.score,
+                "round = EXCLUDED.round, user_id = EXCLUDED.user_id, score = EXCLUDED.score, kind = EXCLUDED.kind, "
+                "model = EXCLUDED.model, created_at = now() "
+                "WHERE EXCLUDED.kind = 'accepted' OR eofusion.annotations.kind = 'predicted'",
+                (a.collection, a.item_id, label.id, a.session_id, a.round, a.user_id, a.score, a.kind, a.model,
                  a.collection, a.item_id))
             if cur.rowcount != 1:
+                if a.kind == "predicted" and _is_accepted(conn, a, label.id):
+                    continue
                 raise AnnotationError(f"no item {a.item_id!r} in collection {a.collection!r}")
             items.append(_item(conn, a, label.id, label.path))
         upsert_items(conn, items)
         # The patches list their labels too (eofusion:annotations), for CQL2 filters beside similarity.
         refresh_annotation_labels(conn, "SELECT DISTINCT * FROM unnest(%s::text[], %s::text[]) AS k(collection, id)",
                                   ([a.collection for a in annotations], [a.item_id for a in annotations]))
-    return len(annotations)
+    return len(items)
+
+
+def _is_accepted(conn: psycopg.Connection, a: NewAnnotation, label_id: int) -> bool:
+    row = conn.execute("SELECT kind = 'accepted' FROM eofusion.annotations WHERE collection = %s AND item_id = %s "
+                       "AND label_id = %s", (a.collection, a.item_id, label_id)).fetchone()
+    return bool(row and row[0])
 
 
 def _item(conn: psycopg.Connection, a: NewAnnotation, label_id: int, path: str) -> dict[str, Any]:
@@ -98,6 +120,7 @@ def _item(conn: psycopg.Connection, a: NewAnnotation, label_id: int, path: str) 
             "eofusion:annotated_collection": a.collection, "eofusion:annotated_item": a.item_id,
             "eofusion:session": str(a.session_id) if a.session_id else None, "eofusion:round": a.round,
             "eofusion:user": a.user_id, "eofusion:score": a.score,
+            "eofusion:annotation_kind": a.kind, "eofusion:model": a.model,
         },
         "assets": {},
         "links": [{"rel": "source", "type": "application/geo+json", "title": "Annotated patch",

@@ -461,6 +461,56 @@ def reembed_cmd(collection: str, embedder: str) -> None:
     click.echo(json.dumps({"collection": collection, "from": before, "embedder": target.name, "embedded": done}))
 
 
+@main.command("apply-model")
+@click.argument("session")
+@click.argument("collection")
+@click.option("--label", required=True, help="Catalogue label path written on the predicted positives")
+@click.option("--scene", default=None, help="Only patches of this scene (item id)")
+@click.option("--bbox", default=None, metavar="W,S,E,N", help="Only patches intersecting this WGS84 bbox")
+@click.option("--start", default=None, help="Only patches whose time range ends at or after it (ISO 8601)")
+@click.option("--end", default=None, help="Only patches whose time range starts at or before it (ISO 8601)")
+@click.option("--level", type=click.IntRange(min=1), default=None, help="Grid level (default: the session's)")
+@click.option("--min-score", type=float, default=0.0, show_default=True, help="Decision threshold")
+@click.option("--user", default=None, help="Who asked (provenance)")
+def apply_model_cmd(session: str, collection: str, label: str, scene: str | None, bbox: str | None,
+                    start: str | None, end: str | None, level: int | None, min_score: float,
+                    user: str | None) -> None:
+    """Score COLLECTION's patches with SESSION's latest model; write the positives as predicted annotations.
+
+    The same service as the apply-model process; prints its report as JSON.
+    """
+    import uuid
+
+    from tqdm import tqdm
+
+    from catalog.db import database_url
+    from eofusion.errors import EOFusionError
+    from plugins.apply import ApplyRequest, apply_model
+
+    try:
+        session_id = uuid.UUID(session)
+    except ValueError:
+        raise click.BadParameter(f"not a session id: {session!r}", param_hint="SESSION") from None
+    box = None
+    if bbox is not None:
+        try:
+            w, s_, e, n = (float(v) for v in bbox.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected four numbers W,S,E,N, got {bbox!r}", param_hint="--bbox") from None
+        box = (w, s_, e, n)
+    bar = tqdm(desc=f"applying to {collection}", unit="%", total=100)
+    try:
+        report = apply_model(database_url(_settings()), ApplyRequest(
+            session_id, collection, label, scene, box, _parse_time(start) if start else None,
+            _parse_time(end) if end else None, level, min_score, user),
+            progress=lambda percent, _message: bar.update(percent - bar.n))
+    except EOFusionError as err:
+        bar.close()
+        _fail(str(err))
+    bar.close()
+    click.echo(json.dumps(report.as_dict()))
+
+
 def _ingest_photos(url: str, collection: str, media_dir: Path | None) -> dict[str, object]:
     """The photo stage; the image model loads only when some post carries media."""
     from tqdm import tqdm

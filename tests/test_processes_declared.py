@@ -21,8 +21,8 @@ KEY = {"X-API-Key": API_KEY}
 #: The processes anyone may run: read-only (they write nothing anywhere) and light.
 OPEN = {"list-labels", "late-fusion-search", "tweets-near-patches", "text-search"}
 #: Processes that write rows or files, or cost too much for an anonymous request.
-CLOSED = {"create-label", "active-learning-round", "accept-annotations", "validate", "label-cleaning", "export",
-          "train-hashing", "train-text2patch"}
+CLOSED = {"create-label", "active-learning-round", "accept-annotations", "apply-model", "validate", "label-cleaning",
+          "export", "train-hashing", "train-text2patch"}
 
 
 def execute(client: httpx.Client, process: str, inputs: Any, headers: dict[str, str] | None = None) -> httpx.Response:
