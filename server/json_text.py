@@ -53,14 +53,25 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
+async def _ogc_error(send: Send, description: str) -> None:
+    """The 400 of OGC API (its exception document), for bodies under the OGC prefix."""
+    body = json.dumps({"type": "InvalidParameterValue", "code": "InvalidParameterValue",
+                       "description": description}).encode()
+    await send({"type": "http.response.start", "status": 400,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class JsonTextGuard:
     """Answer 400 to a JSON body whose strings hold NUL or a lone surrogate (see the module docstring).
 
-    It runs inside :class:`server.limits.BodyLimit`, so the body it buffers is bounded.
+    It runs inside :class:`server.limits.BodyLimit`, so the body it buffers is bounded. Under ``ogc_prefix`` the
+    answer is OGC API's exception document and names the process input, as the processes' own checks do.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, ogc_prefix: str = "/ogc/") -> None:
         self.app = app
+        self.ogc_prefix = ogc_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH") or not _is_json(scope):
@@ -82,6 +93,12 @@ class JsonTextGuard:
                 where = unstorable_path(json.loads(body))
             except ValueError:
                 where = None  # no JSON: the app's own parser answers
+            if where and scope["path"].startswith(self.ogc_prefix):
+                # Named as the processes' own input checks name them: feedback.0.item
+                name = re.sub(r"\[(\d+)\]", r".\1", where.removeprefix("inputs."))
+                await _ogc_error(send, f"input {name!r}: text may not contain NUL characters or unpaired UTF-16 "
+                                       "surrogates")
+                return
             if where:
                 await send_error(send, 400, f"{where} holds a NUL character or an unpaired UTF-16 surrogate, "
                                             "which text cannot store")

@@ -264,9 +264,11 @@ def test_paired_surrogates_and_an_escaped_backslash_pass(client: httpx.Client, l
 
 
 def test_a_process_input_holding_nul_is_400(client: httpx.Client, loaded: dict) -> None:
-    r = client.post("/ogc/processes/late-fusion-search/execution", content='{"inputs": {"text": "a\\u0000"}}',
-                    headers={"content-type": "application/json"})
-    assert_error(r, 400, "inputs.text holds a NUL character")
+    for escape in ("\\u0000", "\\udc00"):
+        r = client.post("/ogc/processes/late-fusion-search/execution",
+                        content=f'{{"inputs": {{"text": "a{escape}"}}}}', headers={"content-type": "application/json"})
+        body = assert_error(r, 400, "input 'text': text may not contain NUL characters or unpaired UTF-16 surrogates")
+        assert body["type"] == "InvalidParameterValue"  # OGC API's exception document
 
 
 def test_every_answer_carries_a_request_id(client: httpx.Client) -> None:
