@@ -112,3 +112,9 @@ def schema_version(url: str) -> list[str]:
         except psycopg.errors.UndefinedTable:
             return []
     return [r[0] for r in rows]
+
+
+def pending_migrations(url: str) -> list[str]:
+    """Names of the project migrations not applied yet, oldest first (all of them for a blank database)."""
+    applied = set(schema_version(url))
+    return [name for name, _ in project_migrations() if name not in applied]

@@ -537,9 +537,30 @@ def _ingest_photos(url: str, collection: str, media_dir: Path | None) -> dict[st
 def serve(host: str, port: int, public_url: str | None) -> None:
     """Run the server: STAC API at /stac, OGC API at /ogc, tiles at /tiles."""
     s = _settings()
+    _check_database(s)
     url = _public_url(s, host, port, public_url)
     click.echo(f"EOFusion at {url}/  (STAC {url}/stac, OGC {url}/ogc, tiles {url}/tiles)")
     _run_server(s, host, port, url)
+
+
+def _check_database(s: Settings) -> None:
+    """Fail with a plain message when the database does not answer or is not migrated (the server would
+    fail at start-up with a traceback)."""
+    import psycopg
+
+    from catalog.db import database_url, url_parts
+    from catalog.migrate import pending_migrations
+
+    try:
+        url = database_url(s)
+        where = "{host}:{port}/{dbname}".format(**url_parts(url))
+        pending = pending_migrations(url)
+    except psycopg.OperationalError as err:
+        _fail(f"the database does not answer ({str(err).strip().splitlines()[0]}); "
+              "`eofusion db start` starts the embedded one, or check EOFUSION_DATABASE_URL")
+    if pending:
+        _fail(f"the database at {where} is not migrated: {len(pending)} migration(s) pending "
+              f"({pending[0]} ... {pending[-1]}); run `eofusion db migrate` first")
 
 
 def _public_url(s: Settings, host: str, port: int, public_url: str | None) -> str:

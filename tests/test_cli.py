@@ -88,3 +88,29 @@ def test_demo_loads_posts_from_a_crisislex_folder_or_says_how(db_url: str, setti
     finally:
         with connect(db_url, autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS eofusion_demo_cli WITH (FORCE)")
+
+
+def test_serve_on_a_database_it_cannot_use_says_what_to_do(db_url: str, tmp_path: Path) -> None:
+    import psycopg
+
+    from catalog.db import url_parts
+    from tests.conftest import free_port
+
+    parts = url_parts(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS eofusion_blank")
+        conn.execute("CREATE DATABASE eofusion_blank")
+    blank = db_url.rsplit("/", 1)[0] + "/eofusion_blank"
+    try:
+        env = {"EOFUSION_DATABASE_URL": blank, "EOFUSION_DATA_DIR": str(tmp_path / "data")}
+        out = _run(["serve", "--port", str(free_port())], env)
+        assert out.returncode == 2, (out.stdout[-500:], out.stderr[-2000:])
+        assert "is not migrated" in out.stderr and "eofusion db migrate" in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS eofusion_blank")
+    closed = f"postgresql://{parts['user']}:{parts['password']}@127.0.0.1:{free_port()}/eofusion"
+    out = _run(["serve", "--port", str(free_port())], {"EOFUSION_DATABASE_URL": closed,
+                                                        "EOFUSION_DATA_DIR": str(tmp_path / "data2")})
+    assert out.returncode == 2 and "does not answer" in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
