@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -52,6 +53,10 @@ class ValidateInputs(ProcessInputs):
     rounds: Annotated[int, Field(title="Rounds", ge=1, le=20)] = 3
     seeds: Annotated[int, Field(title="Random starts per class", ge=1, le=50)] = 3
     batch_size: Annotated[int, Field(title="Labels added per round", ge=1, le=100)] = 10
+    folds: Annotated[int, Field(
+        title="Held-out folds", ge=0, le=10,
+        description="k >= 2: stratified k-fold, each item scored by a model that never saw it (the default, 5); "
+                    "0: every model scored on the pool it learned from (optimistic, for comparison).")] = 5
 
 
 class CleaningInputs(ProcessInputs):
@@ -77,7 +82,10 @@ class ValidateProcessor(EOFusionProcessor[ValidateInputs]):
     def run(self, inputs: ValidateInputs) -> tuple[str, Any]:
         """Run the simulation and write the report and plot."""
         collection, level = inputs.collection, inputs.label_level
-        config = OracleConfig(n_rounds=inputs.rounds, batch_size=inputs.batch_size, seeds=tuple(range(inputs.seeds)))
+        if inputs.folds == 1:
+            raise InvalidInput("folds must be 0 (in pool) or at least 2 (held out)")
+        config = OracleConfig(n_rounds=inputs.rounds, batch_size=inputs.batch_size, seeds=tuple(range(inputs.seeds)),
+                              folds=inputs.folds)
         kinds: list[str] = list(dict.fromkeys(inputs.descriptors or ["fused", "s1", "s2"]))
         with self.connect() as conn:
             truth = store.ground_truth_labels(conn, collection, level)
@@ -94,7 +102,10 @@ class ValidateProcessor(EOFusionProcessor[ValidateInputs]):
         common = sorted(set.intersection(*(set(ids) for ids, _ in matrices.values())) & set(truth))
         labels = np.asarray([truth[i] for i in common])
         classes, counts = np.unique(labels, return_counts=True)
+        # Held out, the oracle learns on (k-1)/k of the items: a class needs its starting positives there.
         need = config.n_initial_positive + 1
+        if config.folds:
+            need = math.ceil(need * config.folds / (config.folds - 1))
         usable = [str(c) for c, n in zip(classes, counts, strict=True) if n >= need and n <= len(common) - need]
         if not usable:
             raise InvalidInput(f"no class of {collection!r} has the {need}+ positives and negatives the protocol needs")
@@ -107,7 +118,7 @@ class ValidateProcessor(EOFusionProcessor[ValidateInputs]):
         rid = uuid.uuid4().hex
         out_dir = self.files_dir / "reports"
         out_dir.mkdir(parents=True, exist_ok=True)
-        json_path = write_json_report(reports, out_dir / f"validation-{rid}.json")
+        json_path = write_json_report(reports, out_dir / f"validation-{rid}.json", items=common)
         png_path = plot_accuracy(reports, out_dir / f"validation-{rid}.png")
         r = config.n_rounds
         summary = {kind: {m: {metric: float(rep.mean(m, metric)[r]) for metric in ("overall_accuracy",
@@ -115,8 +126,15 @@ class ValidateProcessor(EOFusionProcessor[ValidateInputs]):
                           for m in config.methods} for kind, rep in reports.items()}
         per_round = {kind: {m: [float(v) for v in rep.mean(m, "balanced_accuracy")] for m in config.methods}
                      for kind, rep in reports.items()}
+        first = next(iter(reports.values()))
+        held_out: dict[str, Any] = {"protocol": first.protocol, "folds": config.folds}
+        if first.folds is not None:
+            # Which items each model never saw (first start; every start's split is in the report file).
+            held_out["items_per_fold"] = [[common[i] for i in np.flatnonzero(first.folds[0] == f).tolist()][:1000]
+                                          for f in range(config.folds)]
         return "application/json", {
             "collection": collection, "label_level": level, "items": len(common), "classes": usable,
+            "evaluation": held_out,
             "rounds": r, "seeds": len(config.seeds), "after_last_round": summary,
             "balanced_accuracy_per_round": per_round,
             "report": f"/files/reports/{json_path.name}", "plot": f"/files/reports/{png_path.name}"}

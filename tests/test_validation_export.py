@@ -96,3 +96,24 @@ def test_export_files_open_in_gdal_and_geopandas(client: httpx.Client, db_url: s
                        ).status_code == 401
     scores = dict(zip(frame["item_id"], frame["score"], strict=True))
     assert scores[water] == 2.0 and scores[land] == 1.0
+
+
+def test_validation_is_held_out_and_names_the_held_out_items(client: httpx.Client, archives: dict) -> None:
+    r = execute(client, "validate", {"collection": "eurosat", "descriptors": ["s2"], "rounds": 2, "seeds": 1})
+    assert r.status_code == 200, r.text
+    rep = r.json()
+    evaluation = rep["evaluation"]
+    assert evaluation["folds"] == 5 and evaluation["protocol"].startswith("held out")
+    folds = evaluation["items_per_fold"]
+    assert len(folds) == 5 and all(folds)
+    every = [i for f in folds for i in f]
+    assert len(every) == len(set(every)) == rep["items"]  # disjoint, and together the whole collection
+    report = client.get(rep["report"]).json()
+    assert report["items"] == sorted(every)
+    split = report["reports"]["s2"]["folds"][0]
+    assert [sorted(report["items"][n] for n, f in enumerate(split) if f == k) for k in range(5)] == \
+        [sorted(f) for f in folds]
+    in_pool = execute(client, "validate", {"collection": "eurosat", "descriptors": ["s2"], "rounds": 2, "seeds": 1,
+                                           "folds": 0}).json()
+    assert in_pool["evaluation"]["protocol"].startswith("in pool") and "items_per_fold" not in in_pool["evaluation"]
+    assert execute(client, "validate", {"collection": "eurosat", "folds": 1}).status_code == 400

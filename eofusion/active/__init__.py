@@ -20,6 +20,7 @@ from eofusion.active.oracle import (
     plot_accuracy,
     simulate,
     simulate_class,
+    stratified_folds,
     write_json_report,
 )
 from eofusion.active.round import (
@@ -75,6 +76,7 @@ __all__ = [
     "select_diverse",
     "simulate",
     "simulate_class",
+    "stratified_folds",
     "to_local_indices",
     "write_json_report",
 ]

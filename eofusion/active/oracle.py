@@ -43,10 +43,13 @@ __all__ = [
     "plot_accuracy",
     "simulate",
     "simulate_class",
+    "stratified_folds",
     "write_json_report",
 ]
 
 Method = Literal["active", "random"]
+#: Seed entropy of the fold splits, apart from the starts' ``(seed, class index)``.
+_FOLD_STREAM = 1_000_003
 METRICS: tuple[str, ...] = ("overall_accuracy", "balanced_accuracy", "precision", "recall", "f1")
 
 
@@ -63,6 +66,12 @@ class OracleConfig:
         seeds: Random starts; results are averaged over them.
         round: Round configuration (its ``n_queries`` is replaced by ``batch_size``).
         methods: ``"active"`` (the round's query batch) and/or ``"random"`` (baseline).
+        folds: ``0``: every model is scored on the whole pool it learned from (labelled items included: an
+            optimistic figure, kept for comparison with earlier reports). ``k >= 2``: held out: the items are
+            split in ``k`` folds stratified by class (one split per seed, shared by every class); for each
+            fold the oracle learns on the other folds only and the fold's items are predicted by that model,
+            so every item is scored by a model that never saw it, and the metrics are computed once over
+            all those predictions.
     """
 
     n_initial_positive: int = 5
@@ -72,8 +81,11 @@ class OracleConfig:
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     round: RoundConfig = field(default_factory=RoundConfig)
     methods: tuple[Method, ...] = ("active", "random")
+    folds: int = 0
 
     def __post_init__(self) -> None:
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"folds must be 0 (in-pool) or >= 2 (held out), got {self.folds}")
         if self.n_initial_positive < 1:
             raise ValueError("n_initial_positive must be >= 1 (the round needs a positive)")
         if self.n_initial_negative < 0 or self.batch_size < 0 or self.n_rounds < 0:
@@ -143,11 +155,36 @@ def oracle_rounds(pool: PreparedPool, y: NDArray[np.bool_], labelled: NDArray[np
         labelled[picks] = True
 
 
+def stratified_folds(labels: ArrayLike, k: int, seed: int | Sequence[int]) -> NDArray[np.intp]:
+    """The fold (``0 .. k-1``) of every item: each class's items shuffled and dealt round-robin.
+
+    Args:
+        labels: ``(n,)`` class of every item.
+        k: Number of folds (>= 2).
+        seed: Seed (or seed entropy) of the shuffle.
+
+    Returns:
+        ``(n,)`` fold indices; every fold holds ``floor`` or ``ceil`` of ``n_c / k`` items of each class ``c``.
+    """
+    y = np.asarray(labels).astype(str).reshape(-1)
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    fold = np.empty(y.shape[0], dtype=np.intp)
+    offset = 0
+    for c in sorted(set(y.tolist())):
+        members = rng.permutation(np.flatnonzero(y == c))
+        # The class's first fold follows the previous class's last one, so small classes do not all
+        # crowd fold 0.
+        fold[members] = (np.arange(members.size) + offset) % k
+        offset = (offset + members.size) % k
+    return fold
+
+
 def simulate_class(
     descriptors: ArrayLike | PreparedPool,
     y_true: ArrayLike,
     seed: int | Sequence[int],
     config: OracleConfig | None = None,
+    fold_of: NDArray[np.intp] | None = None,
 ) -> dict[str, tuple[NDArray[np.float64], NDArray[np.int64]]]:
     """Simulate one start for one binary problem.
 
@@ -157,13 +194,16 @@ def simulate_class(
         seed: Seed (or seed entropy, e.g. ``(seed, class_index)``) of the initial draw and of the
             random baseline.
         config: The protocol; defaults to ``OracleConfig()``.
+        fold_of: ``(n,)`` fold of every item (:func:`stratified_folds`): held-out evaluation, each fold
+            predicted by the models of an oracle that learned on the other folds. ``None``: the in-pool
+            evaluation (every model scored on the whole pool).
 
     Returns:
         For each method, ``(scores, n_labels)``: ``(n_rounds + 1, len(METRICS))`` metrics after
-        the initial fit and each round, and the number of labels behind each model.
+        the initial fit and each round, and the number of labels behind each model (the mean over folds).
 
     Raises:
-        ValueError: If ``y_true`` does not match the pool or has no positive.
+        ValueError: If ``y_true`` does not match the pool, has no positive, or a fold's complement has none.
     """
     cfg = config or OracleConfig()
     round_cfg = dataclasses.replace(cfg.round, n_queries=cfg.batch_size, n_top=0)
@@ -171,29 +211,50 @@ def simulate_class(
     y = np.asarray(y_true, dtype=bool).reshape(-1)
     if y.shape[0] != pool.n:
         raise ValueError(f"{y.shape[0]} labels for a pool of {pool.n} items")
-    pos_all, neg_all = np.flatnonzero(y), np.flatnonzero(~y)
-    if pos_all.size == 0:
+    if not y.any():
         raise ValueError("the class has no positive item in the pool")
+    everything = np.arange(pool.n)
+    if fold_of is None:
+        splits = [(everything, everything)]
+    else:
+        fold_of = np.asarray(fold_of).reshape(-1)
+        if fold_of.shape[0] != pool.n:
+            raise ValueError(f"{fold_of.shape[0]} fold indices for a pool of {pool.n} items")
+        splits = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in np.unique(fold_of)]
 
     init_ss, random_ss = np.random.SeedSequence(seed).spawn(2)
     init_rng = np.random.default_rng(init_ss)
-    pos0 = init_rng.choice(pos_all, min(cfg.n_initial_positive, pos_all.size), replace=False)
-    neg0 = init_rng.choice(neg_all, min(cfg.n_initial_negative, neg_all.size), replace=False)
+    starts = []
+    for learn, _ in splits:
+        local = y[learn]
+        pos_all, neg_all = np.flatnonzero(local), np.flatnonzero(~local)
+        if pos_all.size == 0:
+            raise ValueError("a fold's complement has no positive item: use fewer folds for this class")
+        starts.append((init_rng.choice(pos_all, min(cfg.n_initial_positive, pos_all.size), replace=False),
+                       init_rng.choice(neg_all, min(cfg.n_initial_negative, neg_all.size), replace=False)))
 
     out: dict[str, tuple[NDArray[np.float64], NDArray[np.int64]]] = {}
     for method in cfg.methods:
         pick_rng = np.random.default_rng(random_ss)  # same stream for every method: reproducible
-        labelled = np.zeros(pool.n, dtype=bool)
-        labelled[pos0] = True
-        labelled[neg0] = True
-        scores = np.zeros((cfg.n_rounds + 1, len(METRICS)), dtype=np.float64)
-        n_labels = np.zeros(cfg.n_rounds + 1, dtype=np.int64)
-        for r, res, lab in oracle_rounds(pool, y, labelled, round_cfg, cfg.n_rounds, cfg.batch_size, method,
-                                         pick_rng):
-            # Evaluated on the whole pool, labelled items included, as a user would see the map.
-            scores[r] = evaluate_predictions(y, res.scores > 0)
-            n_labels[r] = lab.size
-        out[method] = (scores, n_labels)
+        predicted = np.zeros((cfg.n_rounds + 1, pool.n), dtype=bool)
+        n_labels = np.zeros(cfg.n_rounds + 1, dtype=np.float64)
+        for (learn, judge), (pos0, neg0) in zip(splits, starts, strict=True):
+            sub = pool if learn.size == pool.n else PreparedPool(pool.features[learn], pool.feature_map,
+                                                                 pool.sq_norms[learn])
+            labelled = np.zeros(sub.n, dtype=bool)
+            labelled[pos0] = True
+            labelled[neg0] = True
+            held = None if judge is everything else PreparedPool(pool.features[judge], pool.feature_map,
+                                                                  pool.sq_norms[judge])
+            for r, res, lab in oracle_rounds(sub, y[learn], labelled, round_cfg, cfg.n_rounds, cfg.batch_size,
+                                             method, pick_rng):
+                # In pool: the whole pool, labelled items included, as a user would see the map. Held
+                # out: the fold's items, which this oracle never saw.
+                scores = res.scores if held is None else res.model.score_features(held.features, held.sq_norms)
+                predicted[r, judge] = scores > 0
+                n_labels[r] += lab.size / len(splits)
+        metrics = np.stack([evaluate_predictions(y, predicted[r]) for r in range(cfg.n_rounds + 1)])
+        out[method] = (metrics, np.rint(n_labels).astype(np.int64))
     return out
 
 
@@ -209,6 +270,7 @@ class OracleReport:
         scores: Per method, ``(n_classes, n_seeds, n_rounds + 1, len(METRICS))``.
         n_labels: Per method, ``(n_classes, n_seeds, n_rounds + 1)`` labels behind each model.
         seconds: Wall time of the simulation.
+        folds: ``(n_seeds, n)`` fold of every item per seed (held-out protocol), ``None`` in pool.
     """
 
     name: str
@@ -218,6 +280,15 @@ class OracleReport:
     scores: dict[str, NDArray[np.float64]]
     n_labels: dict[str, NDArray[np.int64]]
     seconds: float
+    folds: NDArray[np.intp] | None = None
+
+    @property
+    def protocol(self) -> str:
+        """How the models were scored, in words."""
+        if self.folds is None:
+            return "in pool: each model scored on the items it learned from (optimistic)"
+        return (f"held out: stratified {self.config.folds}-fold, each fold predicted by models that learned on "
+                "the other folds only")
 
     def metric(self, method: str, metric: str) -> NDArray[np.float64]:
         """``(n_classes, n_seeds, n_rounds + 1)`` values of one metric for one method.
@@ -263,6 +334,8 @@ class OracleReport:
             "config": cfg,
             "methods": methods,
             "seconds": self.seconds,
+            "protocol": self.protocol,
+            "folds": None if self.folds is None else self.folds.tolist(),
         }
 
 
@@ -302,10 +375,13 @@ def simulate(
     shape = (len(names), len(cfg.seeds), cfg.n_rounds + 1)
     scores: dict[str, NDArray[np.float64]] = {m: np.zeros((*shape, len(METRICS))) for m in cfg.methods}
     n_labels: dict[str, NDArray[np.int64]] = {m: np.zeros(shape, dtype=np.int64) for m in cfg.methods}
+    # One split per seed, shared by every class (its own seed stream: the starts do not depend on it).
+    folds = np.stack([stratified_folds(y, cfg.folds, (seed, _FOLD_STREAM)) for seed in cfg.seeds]) \
+        if cfg.folds else None
     for ci, c in enumerate(names):
         for si, seed in enumerate(cfg.seeds):
             # The class index enters the seed so classes do not share one sequence of draws.
-            runs = simulate_class(pool, y == c, (seed, ci), cfg)
+            runs = simulate_class(pool, y == c, (seed, ci), cfg, None if folds is None else folds[si])
             for m, (sc, nl) in runs.items():
                 scores[m][ci, si] = sc
                 n_labels[m][ci, si] = nl
@@ -317,6 +393,7 @@ def simulate(
         scores=scores,
         n_labels=n_labels,
         seconds=time.perf_counter() - t0,
+        folds=folds,
     )
 
 
@@ -354,19 +431,24 @@ def _reports(reports: OracleReport | Mapping[str, OracleReport]) -> dict[str, Or
     return {reports.name: reports} if isinstance(reports, OracleReport) else dict(reports)
 
 
-def write_json_report(reports: OracleReport | Mapping[str, OracleReport], path: Path | str) -> Path:
+def write_json_report(reports: OracleReport | Mapping[str, OracleReport], path: Path | str,
+                      items: Sequence[str] | None = None) -> Path:
     """Write one or several reports as JSON (``{"reports": {name: report.to_dict()}}``).
 
     Args:
         reports: A report or name-to-report mapping.
         path: Output file; parent folders are created.
+        items: The pool's item ids, in pool order: written as ``items``, so the folds (item indices) name
+            the items each model never saw.
 
     Returns:
         The path written.
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"reports": {name: rep.to_dict() for name, rep in _reports(reports).items()}}
+    payload: dict[str, Any] = {"reports": {name: rep.to_dict() for name, rep in _reports(reports).items()}}
+    if items is not None:
+        payload["items"] = list(items)
     out.write_text(json.dumps(payload, indent=2) + "\n")
     return out
 
