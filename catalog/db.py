@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import psycopg
 from pgvector.psycopg import register_vector
 
-from deploy.cluster import EmbeddedCluster
+from catalog.cluster import EmbeddedCluster
 from eofusion.config import Settings
 
 

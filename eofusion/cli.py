@@ -48,8 +48,8 @@ def db_init() -> None:
 @db.command("start")
 def db_start() -> None:
     """Start the embedded cluster."""
+    from catalog.cluster import ClusterError
     from catalog.db import embedded_cluster
-    from deploy.cluster import ClusterError
 
     s = _settings()
     if not s.embedded:
