@@ -7,8 +7,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,28 +16,13 @@ from numpy.typing import NDArray
 from psycopg.types.json import Jsonb
 
 from catalog.db import connect, use_vectors
+from eofusion.readers.tweets import Tweet
+
+#: The old name of the post type, :class:`eofusion.readers.tweets.Tweet`, for callers not renamed yet.
+TweetRecord = Tweet
 
 
-@dataclass
-class TweetRecord:
-    """A post ready to store. ``lon``/``lat`` are WGS84; None when the post has no location."""
-
-    id: str
-    text: str
-    datetime: datetime | None
-    lon: float | None = None
-    lat: float | None = None
-    lang: str | None = None
-    hashtags: list[str] = field(default_factory=list)
-    user_hash: str | None = None
-    media: list[dict[str, Any]] = field(default_factory=list)
-    event: str | None = None
-    location_source: str | None = None
-    location_confidence: float | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
-
-
-def upsert_tweets(conn: psycopg.Connection, tweets: list[TweetRecord], collection: str = "tweets") -> int:
+def upsert_tweets(conn: psycopg.Connection, tweets: list[Tweet], collection: str = "tweets") -> int:
     """Insert or replace tweets of a collection in one batch.
 
     A replaced post whose text changed loses its embedding, and one whose media changed its photo rows
@@ -278,16 +262,17 @@ def embed_texts(embedder: Any, rows: list[tuple[str, str]]) -> tuple[list[str], 
     return [i for i, _ in rows], vectors[[where[text] for _, text in rows]]
 
 
-def ingest_tweets(database_url: str, tweets: Iterable[Any], collection: str = "tweets", batch_size: int = 2000,
+def ingest_tweets(database_url: str, tweets: Iterable[Tweet], collection: str = "tweets", batch_size: int = 2000,
                   progress: Callable[[int], None] | None = None, embedder: Any | None = None) -> TweetIngestReport:
-    """Store tweets (objects with a ``to_record()``) in batches, one transaction per batch.
+    """Store posts in batches, one transaction per batch.
 
     A rerun upserts the same ids; a bad record was already skipped by the reader, so nothing
     stored before is lost.
 
     Args:
         database_url: The catalogue.
-        tweets: Tweets or records; a generator (e.g. the geoparser's) is consumed batch by batch.
+        tweets: Posts (:class:`eofusion.readers.tweets.Tweet`); a generator (e.g. the geoparser's) is consumed
+            batch by batch.
         collection: Posts collection.
         batch_size: Tweets per transaction.
         progress: Called with the number stored so far.
@@ -300,7 +285,7 @@ def ingest_tweets(database_url: str, tweets: Iterable[Any], collection: str = "t
         The counts, ``embedded`` included.
     """
     report = TweetIngestReport()
-    batch: list[TweetRecord] = []
+    batch: list[Tweet] = []
     worker = _EmbedWorker(database_url, collection, embedder) if embedder is not None else None
 
     def flush() -> None:
@@ -319,7 +304,7 @@ def ingest_tweets(database_url: str, tweets: Iterable[Any], collection: str = "t
 
     try:
         for t in tweets:
-            batch.append(t.to_record() if hasattr(t, "to_record") else t)
+            batch.append(t)
             if len(batch) >= batch_size:
                 flush()
         if batch:

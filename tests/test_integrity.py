@@ -49,8 +49,8 @@ def labels(client: httpx.Client, archives: dict) -> dict[str, str]:
 
 def test_changed_post_text_and_media_are_redone_by_the_next_stages(db_url: str, tmp_path: Path) -> None:
     from catalog.tweet_images import ImageIngestConfig, ingest_images
-    from catalog.tweets import TweetRecord, embed_collection, upsert_tweets
-    from eofusion.readers.tweets import IngestReport, read_crisislex
+    from catalog.tweets import embed_collection, upsert_tweets
+    from eofusion.readers.tweets import IngestReport, Tweet, read_crisislex
     from eofusion.social.embedding import STATIC_MODEL_NAME, TextEmbedder
     from eofusion.social.image import ImageFeatureExtractor
 
@@ -59,14 +59,14 @@ def test_changed_post_text_and_media_are_redone_by_the_next_stages(db_url: str, 
     Image.fromarray(photos.coffee()).save(tmp_path / "coffee.jpg", quality=90)
     distinct: dict[str, Any] = {}
     for t in read_crisislex(SARDINIA, report=IngestReport()):  # four real posts of different texts
-        distinct.setdefault(t.to_record().text, t.to_record())
+        distinct.setdefault(t.text, t)
         if len(distinct) == 4:
             break
     real = list(distinct.values())
     assert len(real) == 4
     cat = [{"type": "photo", "url": (tmp_path / "cat.jpg").as_uri()}]
     coffee = [{"type": "photo", "url": (tmp_path / "coffee.jpg").as_uri()}]
-    posts = [TweetRecord(id=r.id, text=r.text, datetime=r.datetime, lang=r.lang, media=cat) for r in real[:3]]
+    posts = [Tweet(id=r.id, text=r.text, datetime=r.datetime, lang=r.lang, media=cat) for r in real[:3]]
     embedder = TextEmbedder(STATIC_MODEL_NAME)
     extractor = ImageFeatureExtractor()
     with connect(db_url) as conn:
@@ -87,8 +87,8 @@ def test_changed_post_text_and_media_are_redone_by_the_next_stages(db_url: str, 
     assert all(emb is not None and shas for emb, shas in before.values())
     a, b, c = posts
     # Re-ingest: a with the text of another real post, b with another photo, c unchanged.
-    changed = [TweetRecord(id=a.id, text=real[3].text, datetime=a.datetime, lang=a.lang, media=cat),
-               TweetRecord(id=b.id, text=b.text, datetime=b.datetime, lang=b.lang, media=coffee), c]
+    changed = [Tweet(id=a.id, text=real[3].text, datetime=a.datetime, lang=a.lang, media=cat),
+               Tweet(id=b.id, text=b.text, datetime=b.datetime, lang=b.lang, media=coffee), c]
     with connect(db_url) as conn:
         upsert_tweets(conn, changed, collection)
         conn.commit()

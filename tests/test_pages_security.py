@@ -23,7 +23,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from catalog.tweets import TweetRecord, ingest_tweets
+from catalog.tweets import ingest_tweets
+from eofusion.readers.tweets import Tweet
 from tests.browser import open_page
 from tests.conftest import API_KEY, DEMO_COLLECTION, SCENE_ID, Server
 
@@ -91,7 +92,7 @@ class InlineCode(HTMLParser):
 def hostile(server: Server, settings_env: dict[str, str], db_url: str) -> Iterator[dict[str, Any]]:
     """The hostile posts (a posts collection), and a scene and a patch with markup ids (STAC, with the key)."""
     when = datetime(2013, 9, 12, 18, 0, tzinfo=UTC)
-    stored = ingest_tweets(db_url, [TweetRecord(id=i, text=t, datetime=when, lon=lon, lat=lat, lang="en",
+    stored = ingest_tweets(db_url, [Tweet(id=i, text=t, datetime=when, lon=lon, lat=lat, lang="en",
                                                 event=EVENT_MARKUP, location_source=None if lon is None else "geotag")
                                     for i, t, lon, lat in HOSTILE], collection=POSTS)
     assert stored.stored == len(HOSTILE)

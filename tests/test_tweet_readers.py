@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from eofusion.readers.tweets import (
     CsvColumns,
     IngestReport,
     ReaderConfig,
-    Tweet,
     check_lon_lat,
     crisislex_event_info,
     crisislex_events,
@@ -388,14 +386,6 @@ def test_csv_with_a_column_mapping(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="missing column"):
         list(read_csv_tweets(path, CsvColumns(id="post", text="message")))
 
-
-def test_tweet_maps_one_to_one_onto_the_catalogue_record() -> None:
-    from catalog.tweets import TweetRecord
-
-    assert [f.name for f in fields(Tweet)] == [f.name for f in fields(TweetRecord)]
-    t = next(read_crisislex_t26(COLORADO))
-    rec = t.to_record()
-    assert isinstance(rec, TweetRecord) and rec.id == t.id and rec.properties == t.properties
 
 
 # --- field helpers ----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Tweet readers: CrisisLex CSV, Twitter API v1.1 and v2 JSON, and plain CSV with a column mapping.
 
-Every reader is a generator over :class:`Tweet` objects (one field per column of the catalogue's
-``TweetRecord``) and never stops on a bad record: malformed lines, missing or oversized text,
+Every reader is a generator over :class:`Tweet` objects (the one post type: the catalogue stores them as
+they are, ``catalog.tweets.upsert_tweets``) and never stops on a bad record: malformed lines, missing or oversized text,
 impossible coordinates... are counted with a reason in an :class:`IngestReport` (with a few examples
 and their line numbers), and the good records still come through. Nothing touches a database.
 
@@ -26,15 +26,12 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eofusion.readers.errors import InputDataError
-
-if TYPE_CHECKING:  # the catalogue imports psycopg; readers stay importable without it
-    from catalog.tweets import TweetRecord
 
 # Reasons a record is skipped (IngestReport.skipped) ...
 MALFORMED_JSON = "malformed_json"
@@ -63,7 +60,7 @@ _HASHTAG_RE = re.compile(r"(?<![\w&/])#(\w*[^\W\d_]\w*)")
 
 @dataclass
 class Tweet:
-    """A post, field for field the catalogue's ``TweetRecord``.
+    """A post: what readers produce, the geoparser locates and the catalogue stores (one type for all three).
 
     Attributes:
         id: The platform's id (digits for Twitter).
@@ -94,12 +91,6 @@ class Tweet:
     location_source: str | None = None
     location_confidence: float | None = None
     properties: dict[str, Any] = field(default_factory=dict)
-
-    def to_record(self) -> TweetRecord:
-        """The catalogue's ``TweetRecord`` with the same fields (imports the catalogue lazily)."""
-        from catalog.tweets import TweetRecord
-
-        return TweetRecord(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True)
