@@ -26,6 +26,7 @@ import rustac
 from pystac_client import Client
 from rasterio.crs import CRS
 
+from eofusion.config import Settings
 from tests.conftest import DEMO_COLLECTION, ROOT, SCENE_ID, Server
 
 BIN = Path(sys.executable).parent
@@ -116,6 +117,39 @@ def test_gdal_vsicurl_reads_the_cog_by_its_asset_href(server: Server, scene_item
     assert info["metadata"]["IMAGE_STRUCTURE"]["LAYOUT"] == "COG"
     _check_gdalinfo(info, reference)
     assert _gdal_values(dataset) == reference["values"]
+
+
+def test_gdal_stacit_and_stac_asset_read_a_fused_archive_patch(server: Server, client: httpx.Client,
+                                                              archives: dict[str, Any], settings: Settings,
+                                                              tmp_path: Path) -> None:
+    # A BigEarthNet S1+S2 pair: the SAR asset is float32 with NaN nodata and no eo:bands.
+    page = client.get("/stac/search", params={"collections": "ben", "limit": 1}).json()
+    item = page["features"][0]
+    folder = settings.scenes_dir / "ben"
+    for key in ("s1", "s2"):
+        cog = folder / f"{item['id']}_{key}.tif"
+        with rasterio.open(cog) as ds:
+            expected = [ds.read(window=((r, r + 1), (c, c + 1)))[:, 0, 0].tolist() for r, c in ((0, 0), (77, 41))]
+            size, count, crs = [ds.width, ds.height], ds.count, ds.crs
+        dataset = f'STACIT:"{server.url}/stac/search?collections=ben&ids={item["id"]}":asset={key}'
+        info = _gdalinfo(dataset)
+        assert info["size"] == size and len(info["bands"]) == count
+        assert CRS.from_wkt(info["coordinateSystem"]["wkt"]) == crs
+        values = []
+        for row, col in ((0, 0), (77, 41)):
+            res = _run(["gdallocationinfo", "-valonly", dataset, str(col), str(row)])
+            assert res.returncode == 0, res.stderr
+            values.append([float(v) for v in res.stdout.split()])
+        assert np.allclose(values, expected, rtol=1e-9, atol=0), (key, values, expected)
+    saved = tmp_path / "item.json"
+    saved.write_text(json.dumps(item))
+    res = _run([str(BIN / "stac-asset"), "download", "--fail-fast", str(saved), str(tmp_path / "downloads")],
+               cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    written = json.loads(res.stdout)
+    for key in ("s1", "s2"):
+        got = tmp_path / "downloads" / Path(written["assets"][key]["href"]).name
+        assert _sha256(got) == _sha256(folder / f"{item['id']}_{key}.tif"), key
 
 
 def _sha256(path: Path) -> str:
