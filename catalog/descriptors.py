@@ -11,6 +11,15 @@ from numpy.typing import NDArray
 from catalog.db import use_vectors
 
 KINDS = ("fused", "s1", "s2")
+#: The kinds, richest first: where none is named, the first one an item or a collection has is used.
+PREFERENCE = ("fused", "s2", "s1")
+
+
+def richest_kind(conn: psycopg.Connection, collection: str) -> str | None:
+    """The richest descriptor kind some patch of ``collection`` has (:data:`PREFERENCE`); None when it has none."""
+    row = conn.execute("SELECT " + ", ".join(f"bool_or({k} IS NOT NULL)" for k in PREFERENCE)
+                       + " FROM eofusion.descriptors WHERE collection = %s", (collection,)).fetchone()
+    return next((k for k, present in zip(PREFERENCE, row or (), strict=False) if present), None)
 
 
 def upsert_descriptors(conn: psycopg.Connection, collection: str,

@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from catalog.descriptors import PREFERENCE
 from eofusion.errors import InvalidInput
 from eofusion.pipeline.scene import DESCRIPTOR_DIMS
 
@@ -140,12 +141,12 @@ def check_vector(kind: str, vector: list[float]) -> np.ndarray:
 
 
 async def default_kind(conn: Any, collection: str, item_id: str) -> str:
-    """The richest descriptor an item has: fused, else s2, else s1."""
+    """The richest descriptor an item has (:data:`catalog.descriptors.PREFERENCE`)."""
     row = await conn.fetchrow("SELECT fused IS NOT NULL AS fused, s2 IS NOT NULL AS s2, s1 IS NOT NULL AS s1 "
                               "FROM eofusion.descriptors WHERE collection = $1 AND item_id = $2", collection, item_id)
     if row is None:
         raise await _missing(conn, collection, item_id)
-    return next(k for k in ("fused", "s2", "s1") if row[k])
+    return next(k for k in PREFERENCE if row[k])
 
 
 async def query_vector(conn: Any, kind: str, spec: dict[str, Any]) -> np.ndarray:

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from catalog import sessions as store
 from catalog.annotations import AnnotationError, NewAnnotation, add_annotations
+from catalog.descriptors import richest_kind
 from catalog.labels import get_label
 from eofusion.active import PreparedPool, RoundConfig, prepare_pool, restrict_fine_pool, run_round, score_pool
 from eofusion.errors import InvalidInput, NotFound
@@ -242,11 +243,9 @@ class ActiveLearningRoundProcessor(EOFusionProcessor[RoundInputs]):
 
     @staticmethod
     def _default_descriptor(conn: Any, pool: str) -> str:
-        row = conn.execute("SELECT count(fused), count(s2), count(s1) FROM eofusion.descriptors WHERE collection = %s",
-                           (pool,)).fetchone()
-        for kind, n in zip(("fused", "s2", "s1"), row or (0, 0, 0), strict=True):
-            if n:
-                return kind
+        kind = richest_kind(conn, pool)
+        if kind is not None:
+            return kind
         raise InvalidInput(f"collection {pool!r} has no patch descriptors (unknown collection or nothing ingested)")
 
 

@@ -25,6 +25,7 @@ from pydantic import Field, StringConstraints
 from catalog import hashing as hash_store
 from catalog import hrefs, model_items
 from catalog import text2patch as text_store
+from catalog.descriptors import richest_kind
 from catalog.hashing import LabelSource
 from catalog.sessions import pool_descriptors
 from eofusion.errors import InvalidInput, NotFound
@@ -135,11 +136,9 @@ TEXT_SEARCH_METADATA: dict[str, Any] = {
 def _descriptor(conn: Any, collection: str, given: str | None) -> str:
     if given is not None:
         return given
-    row = conn.execute("SELECT count(fused), count(s2), count(s1) FROM eofusion.descriptors WHERE collection = %s",
-                       (collection,)).fetchone()
-    for kind, n in zip(("fused", "s2", "s1"), row or (0, 0, 0), strict=True):
-        if n:
-            return kind
+    kind = richest_kind(conn, collection)
+    if kind is not None:
+        return kind
     raise InvalidInput(f"collection {collection!r} has no patch descriptors (unknown collection or nothing ingested)")
 
 
