@@ -115,3 +115,10 @@ def _instant(value: str) -> datetime:
 def collection_exists(conn: psycopg.Connection, collection_id: str) -> bool:
     """Whether pgstac has that collection."""
     return conn.execute("SELECT 1 FROM pgstac.collections WHERE id = %s", (collection_id,)).fetchone() is not None
+
+
+def quicklooks(conn: psycopg.Connection, collection_id: str, item_ids: Sequence[str]) -> dict[str, str]:
+    """The stored ``thumbnail`` href (:func:`catalog.hrefs.quicklook`) of each item that has one."""
+    rows = conn.execute("SELECT id, content->'assets'->'thumbnail'->>'href' FROM pgstac.items "
+                        "WHERE collection = %s AND id = ANY(%s)", (collection_id, list(item_ids))).fetchall()
+    return {r[0]: r[1] for r in rows if r[1] is not None}

@@ -160,6 +160,11 @@ def save_round(conn: psycopg.Connection, session: Session, round_no: int, model:
     session.rounds = max(session.rounds, round_no)
 
 
+def mark_accepted(conn: psycopg.Connection, session: Session) -> None:
+    """Record that the session's result was accepted as annotations."""
+    conn.execute("UPDATE eofusion.sessions SET state = 'accepted' WHERE id = %s", (session.id,))
+
+
 def latest_model(conn: psycopg.Connection, session: Session) -> tuple[int, Model | None]:
     """(round number, model) of the last round; (0, None) before the first.
 

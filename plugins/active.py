@@ -22,6 +22,7 @@ from catalog import sessions as store
 from catalog.annotations import AnnotationError, NewAnnotation, add_annotations
 from catalog.descriptors import richest_kind
 from catalog.labels import get_label
+from catalog.load import quicklooks
 from eofusion.active import PreparedPool, RoundConfig, prepare_pool, restrict_fine_pool, run_round, score_pool
 from eofusion.errors import InvalidInput, NotFound
 from plugins.base import Bound, Cost, EOFusionProcessor, Ident, ProcessInputs, Weight, pooled_connection
@@ -144,12 +145,6 @@ def _session(conn: Any, session_id: uuid.UUID, lock: bool = False) -> store.Sess
         raise NotFound(str(err)) from err
 
 
-def _quicklooks(conn: Any, pool: str, ids: list[str]) -> dict[str, str]:
-    rows = conn.execute("SELECT id, content->'assets'->'thumbnail'->>'href' FROM pgstac.items "
-                        "WHERE collection = %s AND id = ANY(%s)", (pool, ids)).fetchall()
-    return {r[0]: r[1] for r in rows}
-
-
 def _accepted_cells(conn: Any, url: str, parent: store.Session, config: RoundConfig) -> set[str]:
     """Cells a coarse session accepted: its positive marks and what its last model predicts positive."""
     positives = {i for i, pos in parent.feedback.items() if pos}
@@ -207,7 +202,7 @@ class ActiveLearningRoundProcessor(EOFusionProcessor[RoundInputs]):
             neg = [local[i] for i, p in session.feedback.items() if not p]
             result = run_round(sub, pos, neg, config)
             ids = [pool.ids[g] for g in allowed[np.concatenate([result.top_indices, result.query_indices])].tolist()]
-            looks = _quicklooks(conn, session.pool, ids)
+            looks = quicklooks(conn, session.pool, ids)
 
             def patches(indices: NDArray[np.int64], scores: NDArray[np.float32]) -> list[dict[str, Any]]:
                 return [{"collection": session.pool, "item": pool.ids[g], "score": float(s),
@@ -285,7 +280,7 @@ class AcceptAnnotationsProcessor(EOFusionProcessor[AcceptInputs]):
                                            for item, score in sorted(chosen.items())])
             except AnnotationError as err:
                 raise InvalidInput(str(err)) from err
-            conn.execute("UPDATE eofusion.sessions SET state = 'accepted' WHERE id = %s", (session.id,))
+            store.mark_accepted(conn, session)
             conn.commit()
         return "application/json", {"session": str(session.id), "label": label.path, "round": round_no,
                                     "annotated": n, "items": sorted(chosen)[:1000]}

@@ -27,6 +27,7 @@ from catalog import hrefs, model_items
 from catalog import text2patch as text_store
 from catalog.descriptors import richest_kind
 from catalog.hashing import LabelSource
+from catalog.load import collection_exists
 from catalog.sessions import pool_descriptors
 from eofusion.errors import InvalidInput, NotFound
 from eofusion.evaluation.retrieval import precision_at_k
@@ -143,7 +144,7 @@ def _descriptor(conn: Any, collection: str, given: str | None) -> str:
 
 
 def _check_collection(conn: Any, collection: str) -> None:
-    if conn.execute("SELECT 1 FROM pgstac.collections WHERE id = %s", (collection,)).fetchone() is None:
+    if not collection_exists(conn, collection):
         raise NotFound(f"collection {collection!r} does not exist")
 
 
