@@ -37,8 +37,8 @@ from server.cql2_post import search_filter_extension
 from server.demo_key import ProxiedMarker
 from server.errors import BBoxGuard, JsonBodyGuard, install_error_handlers, install_outermost
 from server.hrefs import OgcHrefs, PublicBase
-from server.json_text import JsonTextGuard
 from server.jobs_http import JobResponseHints, use_context_executor
+from server.json_text import JsonTextGuard
 from server.labels_api import labels_router
 from server.limits import BodyLimit
 from server.ogc import OGC_PREFIX, anonymous_processes, build_ogc_app
