@@ -1,8 +1,9 @@
-"""Other people's STAC clients against the real server: each reads the demo scene's assets as it would anywhere.
+"""Other people's STAC clients against the real server: each reads our assets as it would anyone's.
 
-GDAL's STACIT driver opens a scene search as a raster, GDAL ``/vsicurl/`` and QGIS open the COG by its asset
-href, stac-asset downloads an item's assets and rustac writes a CQL2-filtered search to GeoParquet. Every
-value they report is checked against the COG on disk read with rasterio, or against the API's own answer.
+GDAL's STACIT driver opens a scene search (and a fused BigEarthNet patch) as a raster, GDAL ``/vsicurl/`` and
+QGIS open the COG by its asset href, stac-asset downloads an item's assets and rustac writes a CQL2-filtered
+search to GeoParquet (its command line posts CQL2 text, which POST searches take). Every value they report is
+checked against the COG on disk read with rasterio, or against the API's own answer.
 """
 
 from __future__ import annotations
