@@ -45,6 +45,15 @@ from eofusion.active import (
 )
 from eofusion.active.eurosat import load_eurosat_ms, rgbn_histograms, spectral_descriptors
 from tests.conftest import data_path
+from tests.numerics import (
+    ELEMENTARY_ULPS,
+    assert_within,
+    dot_error_bound,
+    gamma,
+    rbf_error_bound,
+    unit_roundoff,
+    within,
+)
 
 EUROSAT_DIR = data_path("eurosat-ms")
 Sample = tuple[NDArray[np.float32], NDArray[np.str_], NDArray[np.float32]]
@@ -184,6 +193,26 @@ def test_bad_labels_raise(eurosat: Sample) -> None:
         run_round(x - 0.5, [1], [2])  # a histogram map on non-histograms
 
 
+def _feature_map_bound(kernel: str, x64: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Rounding bound of the float32 explicit feature map against the same map in float64, per feature.
+
+    Identity is exact; the square root is correctly rounded (``u`` of the value); scikit-learn's chi-square map
+    (sample_steps 2, interval 0.5: ``[sqrt(x/2), f cos(t), f sin(t)]``, ``t = log(x)/2``, ``f = sqrt(x/cosh(pi/2))``)
+    takes its log, cos and sin in float32, each good to ``ELEMENTARY_ULPS``, so a feature of amplitude ``f`` is off
+    by at most ``f * ULPS * u * (|t| + 2)``.
+    """
+    u = unit_roundoff(np.float32)
+    if kernel == "linear":
+        return np.zeros_like(x64)
+    if kernel == "hellinger":
+        return u * np.sqrt(x64)
+    with np.errstate(divide="ignore"):
+        theta = np.where(x64 > 0, 0.5 * np.log(np.where(x64 > 0, x64, 1.0)), 0.0)
+    amp = np.maximum(np.sqrt(0.5 * x64), np.sqrt(x64 / np.cosh(np.pi * 0.5)))
+    block = amp * ELEMENTARY_ULPS * u * (np.abs(theta) + 2)
+    return np.hstack([block, block, block])
+
+
 def test_linear_scoring_equals_sklearn_decision_function(eurosat: Sample) -> None:
     x, labels, _ = eurosat
     pos, neg = _start(labels, "Industrial")
@@ -200,25 +229,46 @@ def test_linear_scoring_equals_sklearn_decision_function(eurosat: Sample) -> Non
     ):
         cfg = RoundConfig(kernel=kernel, C=10.0)  # type: ignore[arg-type]
         prepared = prepare_pool(x, cfg)
-        # The explicit float32 feature maps are the textbook ones.
-        np.testing.assert_allclose(prepared.features, reference_map(x64), atol=1e-6, err_msg=kernel)
+        # The explicit float32 feature maps are the textbook ones, to their rounding.
+        map_bound = _feature_map_bound(kernel, x64)
+        assert_within(prepared.features, reference_map(x64), map_bound, kernel)
         res = run_round(x, pos, neg, cfg)
         assert isinstance(res.model, LinearModel)
         assert res.model.weights.dtype == np.float32
-        # The same SVM fitted by scikit-learn on the same features: w . phi(x) + b == its decision_function
-        # (a sum over support vectors in float64) to 1e-4 over the whole pool.
+        w, b = res.model.weights, res.model.bias
+        # The same SVM fitted by scikit-learn on the same features: w . phi(x) + b == its decision_function (a sum
+        # over support vectors in float64) over the whole pool, up to the float32 dot product's rounding, the
+        # rounding of the weights to float32 and float64's own rounding of the reference.
         features = prepared.features.astype(np.float64)
         ref = SVC(kernel="linear", C=10.0, class_weight="balanced").fit(features[idx], y)
-        np.testing.assert_allclose(res.scores, ref.decision_function(features), atol=1e-4, err_msg=kernel)
-        # Same scores from a prepared pool and from the model applied to the raw matrix in odd chunks.
-        np.testing.assert_allclose(run_round(prepared, pos, neg, cfg).scores, res.scores, atol=1e-6)
-        np.testing.assert_allclose(score_pool(res.model, x, chunk_rows=37), res.scores, atol=1e-6)
+        dot_bound = dot_error_bound(prepared.features, w, b)
+        magnitude = np.abs(features) @ np.abs(w.astype(np.float64))
+        sv_terms = (np.abs(ref.dual_coef_) @ np.abs(ref.support_vectors_)).ravel()  # sum_j |a_j| |sv_j|
+        ref_bound = (dot_bound + unit_roundoff(np.float32) * magnitude
+                     + gamma(features.shape[1] + len(idx) + 2, np.float64) * (np.abs(features) @ sv_terms + abs(b)))
+        assert_within(res.scores, ref.decision_function(features), ref_bound, kernel)
+        # Same scores from a prepared pool and from the model applied to the raw matrix in odd chunks: two float32
+        # computations of one value (their own sum orders, the map redone per chunk), each within its bound.
+        raw_bound = 2 * dot_bound + 2 * (np.abs(w.astype(np.float64)) @ map_bound.T)
+        assert_within(run_round(prepared, pos, neg, cfg).scores, res.scores, 2 * dot_bound, kernel)
+        chunked = score_pool(res.model, x, chunk_rows=37)
+        assert_within(chunked, res.scores, raw_bound, kernel)
+        # The bound is tight enough to catch a real error: one weight off by 1e-3 moves some scores beyond it.
+        j = int(np.argmax(features.max(axis=0)))
+        wrong = LinearModel(res.model.feature_map, w + np.float32(1e-3) * (np.arange(w.size) == j), b,
+                            res.model.n_support)
+        assert not within(score_pool(wrong, x, chunk_rows=37), res.scores, raw_bound), kernel
 
     res = run_round(x, pos, neg, RoundConfig(kernel="rbf"))
     assert isinstance(res.model, RbfModel)
     ref = SVC(kernel="rbf", C=10.0, gamma="scale", class_weight="balanced").fit(x64[idx], y)
-    np.testing.assert_allclose(res.scores, ref.decision_function(x64), atol=1e-4)
-    np.testing.assert_allclose(score_pool(res.model, x, chunk_rows=50), res.scores, atol=1e-6)
+    np.testing.assert_allclose(res.scores, ref.decision_function(x64), atol=1e-4)  # the solver's own tolerance
+    m = res.model
+    rbf_bound = rbf_error_bound(x, m.support_vectors, m.dual_coef, m.bias, m.gamma)
+    assert_within(score_pool(m, x, chunk_rows=50), res.scores, 2 * rbf_bound, "rbf")
+    wrong_rbf = RbfModel(m.feature_map, m.support_vectors, m.dual_coef + np.float32(1e-3) * (
+        np.arange(m.dual_coef.size) == 0), m.bias, m.gamma)
+    assert not within(score_pool(wrong_rbf, x, chunk_rows=50), res.scores, 2 * rbf_bound)
 
 
 def test_linear_fit_without_svc_wrapper_equals_svc(eurosat: Sample) -> None:
@@ -235,14 +285,23 @@ def test_linear_fit_without_svc_wrapper_equals_svc(eurosat: Sample) -> None:
             model = fit_model(features[idx], y, cfg, feature_map_for(cfg))
             ref = SVC(kernel="linear", C=3.0, class_weight=weight).fit(features[idx].astype(np.float64), y.astype(int))
             assert isinstance(model, LinearModel) and model.n_support == int(ref.n_support_.sum())
-            np.testing.assert_allclose(model.weights, ref.coef_.ravel(), atol=1e-5)
+            # Same solution: our float32 weights are scikit-learn's float64 ones rounded once (plus float64's
+            # rounding of its sum over support vectors).
+            coef = ref.coef_.ravel()
+            terms = (np.abs(ref.dual_coef_) @ np.abs(ref.support_vectors_)).ravel()
+            assert_within(model.weights, coef, unit_roundoff(np.float32) * np.abs(coef)
+                          + 2 * gamma(len(idx) + 1, np.float64) * terms, cls)
             assert model.bias == pytest.approx(float(ref.intercept_[0]), abs=1e-6)
 
 
 def test_prepared_pool_must_match_kernel(eurosat: Sample) -> None:
     x, _, _ = eurosat
     prepared = prepare_pool(x, RoundConfig(kernel="hellinger"))
-    np.testing.assert_allclose(np.linalg.norm(prepared.features, axis=1), 1.0, atol=1e-5)  # sum-1 rows -> unit
+    # Rows summing to 1 map to unit vectors: |norm - 1| is at most half the relative error of the float32 sums
+    # (the descriptor's own normalisation and the norm's sum of squares) plus the square roots' rounding.
+    k = prepared.features.shape[1]
+    norm_bound = gamma(k + 2, np.float32) + np.abs(x.astype(np.float64).sum(axis=1) - 1)
+    assert_within(np.linalg.norm(prepared.features, axis=1), np.ones(x.shape[0]), norm_bound)
     with pytest.raises(ValueError, match="prepared"):
         run_round(prepared, [0], [1], RoundConfig(kernel="linear"))
 

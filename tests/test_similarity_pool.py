@@ -12,9 +12,11 @@ import asyncpg
 import pytest
 
 from catalog import similarity
+from tests.conftest import analyse_items
 
 REF = {"collection": "eurosat", "item": "River_1237"}
-HIGHWAY = {"op": "a_contains", "args": [{"property": "eofusion:source_labels"}, ["Highway"]]}
+# A selective filter with more than two pages of 5 in any sample (64 patches of 216, 15 of the fixture's 50).
+HIGHWAY = {"op": "a_overlaps", "args": [{"property": "eofusion:source_labels"}, ["Highway", "River", "SeaLake"]]}
 
 
 class StatementLog:
@@ -123,6 +125,8 @@ def test_ef_search_is_set_only_when_the_search_needs_another_value(db_url: str, 
 def test_hnsw_search_on_a_tuned_connection_is_its_query_alone(db_url: str, archives: dict) -> None:
     """No BEGIN, SET LOCAL or COMMIT: once the statement is prepared and the planner's estimate cached, a search
     (forced to the index, or sent there by the estimate) is one statement outside any transaction."""
+    analyse_items(db_url)
+
     async def body(pool: Any) -> dict[str, list[str]]:
         async with pool.acquire() as conn:
             q = await similarity.query_vector(conn, "s2", REF)
@@ -149,8 +153,9 @@ def test_hnsw_search_on_a_tuned_connection_is_its_query_alone(db_url: str, archi
 def test_tuned_and_plain_connections_rank_alike(db_url: str, archives: dict) -> None:
     """Same rows on both paths: every exact_below (index, estimate, count), pages, a selective filter and a page
     the iterative scan alone could not fill."""
-    # (limit, offset, exact_below). The planner estimates 11 eurosat items before the partition is analysed, 216
-    # after: exact_below 2 sends the unfiltered search to the index by the estimate; 10 makes it count the rows.
+    # (limit, offset, exact_below). The planner estimates the eurosat items (216 or 50) once the partition is
+    # analysed: exact_below 2 sends the unfiltered search to the index by the estimate; 10 makes it count the rows.
+    analyse_items(db_url)
     cases = [(10, 0, 0), (10, 0, 2), (10, 0, 10), (10, 0, similarity.EXACT_BELOW), (5, 0, 0), (5, 5, 2),
              (10, 0, 2), (100, 0, 2), (1000, 0, 2), (15, 5, 0)]
 

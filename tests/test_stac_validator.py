@@ -1,4 +1,4 @@
-"""stac-api-validator against /stac, offline, with the local schema copies in ../shared/schemas."""
+"""stac-api-validator against /stac, offline, with the local schema copies (../shared/schemas or the fixture's)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import data_path
+from tests.numerics import assert_unit_norm
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -125,7 +126,7 @@ def test_encoder_is_offline_and_meaningful(encoder: TextEncoder) -> None:
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     emb = encoder.encode(["sea", "Sea and ocean", "Vineyards", "forest", "Coniferous forest"])
     assert emb.shape == (5, 384) and emb.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert_unit_norm(emb, axis=1)
     sims = emb @ emb.T
     assert sims[0, 1] > sims[0, 2] and sims[3, 4] > sims[3, 2]
     assert encoder.encode([]).shape == (0, 384)

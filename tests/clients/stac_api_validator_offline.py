@@ -1,7 +1,8 @@
 """Run stac-api-validator with local copies of the JSON schemas (the validator downloads them otherwise).
 
 Usage: STAC_SCHEMA_MAP=.../schema-map.json python stac_api_validator_offline.py [validator options]
-Follows the recipe of ../shared/schemas/README.md: patch stac-validator and pystac, then run the CLI.
+Follows the recipe of ../shared/schemas/README.md (copied to tests/fixtures/schemas/README-shared.md): patch
+stac-validator and pystac, then run the CLI.
 """
 
 import functools
