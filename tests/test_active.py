@@ -262,9 +262,15 @@ def test_linear_scoring_equals_sklearn_decision_function(eurosat: Sample) -> Non
     res = run_round(x, pos, neg, RoundConfig(kernel="rbf"))
     assert isinstance(res.model, RbfModel)
     ref = SVC(kernel="rbf", C=10.0, gamma="scale", class_weight="balanced").fit(x64[idx], y)
-    np.testing.assert_allclose(res.scores, ref.decision_function(x64), atol=1e-4)  # the solver's own tolerance
     m = res.model
     rbf_bound = rbf_error_bound(x, m.support_vectors, m.dual_coef, m.bias, m.gamma)
+    # The same solution (same rows, same order): scikit-learn's float64 score differs from ours by our float32
+    # rounding, the rounding of the dual coefficients and bias to float32 (u of each term) and float64's own.
+    sq = ((x64[:, None, :] - m.support_vectors.astype(np.float64)[None]) ** 2).sum(-1)
+    terms = np.exp(-m.gamma * sq) @ np.abs(m.dual_coef.astype(np.float64)) + abs(m.bias)
+    u32 = unit_roundoff(np.float32)
+    assert_within(res.scores, ref.decision_function(x64),
+                  rbf_bound + u32 * terms + gamma(x.shape[1] + len(idx) + 2, np.float64) * 2 * terms, "rbf vs svc")
     assert_within(score_pool(m, x, chunk_rows=50), res.scores, 2 * rbf_bound, "rbf")
     wrong_rbf = RbfModel(m.feature_map, m.support_vectors, m.dual_coef + np.float32(1e-3) * (
         np.arange(m.dual_coef.size) == 0), m.bias, m.gamma)
