@@ -27,7 +27,7 @@ modality's MAP falls from 0.390 (MiniLM) to 0.224; it stays above BM25's 0.155.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +40,26 @@ SIF_A = 1e-4
 MAX_TOKENS = 512
 
 
+def distill_rows(embed_tokens: Callable[[NDArray[np.int64]], NDArray[np.floating]], input_ids: NDArray[np.int64],
+                 batch_size: int = 2048) -> NDArray[np.float32]:
+    """One vector per token, each token embedded alone by its model, ``(len(input_ids), d)``.
+
+    The one distillation routine: ``embed_tokens`` says how a model embeds tokens alone (MiniLM:
+    :func:`distill_token_vectors`; multilingual e5: :func:`eofusion.social.e5.distill_static_table`).
+
+    Args:
+        embed_tokens: ``ids -> (len(ids), d)``, each row the model's pooled output for that token alone.
+        input_ids: Token ids to embed (usually the vocabulary).
+        batch_size: Tokens per call.
+    """
+    out = [np.asarray(embed_tokens(input_ids[start:start + batch_size]), dtype=np.float32)
+           for start in range(0, len(input_ids), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
 def distill_token_vectors(model: Any, input_ids: NDArray[np.int64], cls_id: int, sep_id: int,
                           batch_size: int = 2048) -> NDArray[np.float32]:
-    """Mean-pooled output of ``model`` for each token alone, ``(len(input_ids), d)``.
+    """Mean-pooled output of ``model`` for each token alone (``[CLS] token [SEP]``), ``(len(input_ids), d)``.
 
     Args:
         model: A Hugging Face encoder (``last_hidden_state``), e.g. MiniLM's ``auto_model``.
@@ -53,14 +70,15 @@ def distill_token_vectors(model: Any, input_ids: NDArray[np.int64], cls_id: int,
     """
     import torch
 
-    out: list[NDArray[np.float32]] = []
-    with torch.no_grad():
-        for start in range(0, len(input_ids), batch_size):
-            ids = torch.as_tensor(input_ids[start:start + batch_size], dtype=torch.long)
+    def framed_forward(batch: NDArray[np.int64]) -> NDArray[np.float32]:
+        with torch.no_grad():
+            ids = torch.as_tensor(batch, dtype=torch.long)
             framed = torch.stack([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], dim=1)
             hidden = model(input_ids=framed, attention_mask=torch.ones_like(framed)).last_hidden_state
-            out.append(hidden.mean(dim=1).numpy().astype(np.float32))
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+            pooled: NDArray[np.float32] = hidden.mean(dim=1).numpy().astype(np.float32)
+            return pooled
+
+    return distill_rows(framed_forward, input_ids, batch_size)
 
 
 def sif_table(token_vectors: NDArray[np.floating], real: NDArray[np.bool_], a: float = SIF_A) -> NDArray[np.float32]:
