@@ -117,6 +117,12 @@ def collection_exists(conn: psycopg.Connection, collection_id: str) -> bool:
     return conn.execute("SELECT 1 FROM pgstac.collections WHERE id = %s", (collection_id,)).fetchone() is not None
 
 
+def item_exists(conn: psycopg.Connection, collection_id: str, item_id: str) -> bool:
+    """Whether pgstac has that item."""
+    return conn.execute("SELECT 1 FROM pgstac.items WHERE collection = %s AND id = %s",
+                        (collection_id, item_id)).fetchone() is not None
+
+
 def quicklooks(conn: psycopg.Connection, collection_id: str, item_ids: Sequence[str]) -> dict[str, str]:
     """The stored ``thumbnail`` href (:func:`catalog.hrefs.quicklook`) of each item that has one."""
     rows = conn.execute("SELECT id, content->'assets'->'thumbnail'->>'href' FROM pgstac.items "

@@ -6,7 +6,7 @@ import base64
 import binascii
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from pydantic import BeforeValidator, Field, StringConstraints
 
 from catalog import tweet_images, tweet_search
+from catalog.tweets_near import NearQuery, patches_near_posts, posts_near_label, posts_near_patch
 from eofusion.errors import Conflict, InvalidInput, NotFound, TooLarge
 from eofusion.fusion import fusers
 from eofusion.fusion.base import RankedList
@@ -357,51 +358,20 @@ class TweetsNearPatchesProcessor(EOFusionProcessor[NearInputs]):
 
     def run(self, inputs: NearInputs) -> tuple[str, Any]:
         """Run the spatial (and temporal) join."""
-        collection, tweets, days, limit, text = (inputs.collection, inputs.tweet_collection, inputs.days,
-                                                 inputs.limit, inputs.text)
-        radius = (inputs.distance_km or 10.0) * 1000
-        words = "AND t.tsv @@ NULLIF(replace(plainto_tsquery('simple', %(text)s)::text, '&', '|'), '')::tsquery" \
-            if text else ""
-        args: dict[str, Any] = {"c": collection, "tc": tweets, "r": radius, "limit": limit, "text": text,
-                                "days": timedelta(days=days), "anytime": days == 0}
-        timing = ("AND (%(anytime)s OR t.datetime BETWEEN coalesce(i.datetime, i.end_datetime) - %(days)s "
-                  "AND coalesce(i.end_datetime, i.datetime) + %(days)s)")
+        q = NearQuery(inputs.collection, inputs.tweet_collection, (inputs.distance_km or 10.0) * 1000, inputs.days,
+                      inputs.limit, inputs.text or None)
         with self.connect() as conn:
             if inputs.tweets:
-                args["ids"] = list(inputs.tweets)
-                rows = conn.execute(
-                    "SELECT i.id, t.id, ST_DistanceSphere(i.geometry, t.geometry) / 1000 AS km FROM eofusion.tweets t "
-                    "JOIN pgstac.items i ON i.collection = %(c)s AND ST_DWithin(i.geometry::geography, "
-                    f"t.geometry::geography, %(r)s) WHERE t.collection = %(tc)s AND t.id = ANY(%(ids)s) {timing} "
-                    "AND i.content->'properties'->>'eofusion:kind' = 'patch' ORDER BY km, i.id LIMIT %(limit)s",
-                    args).fetchall()
+                pairs = patches_near_posts(conn, q, list(inputs.tweets))
                 return "application/json", {"mode": "patches-near-tweets", "results": [
-                    {"patch": r[0], "tweet": r[1], "distance_km": float(r[2])} for r in rows]}
+                    {"patch": p.patch, "tweet": p.tweet, "distance_km": p.distance_km} for p in pairs]}
             if inputs.item:
-                args["item"] = inputs.item
-                if conn.execute("SELECT 1 FROM pgstac.items WHERE collection = %(c)s AND id = %(item)s",
-                                args).fetchone() is None:
-                    raise NotFound(f"no item {inputs.item!r} in collection {collection!r}")
-                patches = "i.id = %(item)s"
+                posts = posts_near_patch(conn, q, inputs.item)
             elif inputs.label:
-                args["label"] = inputs.label
-                if conn.execute("SELECT 1 FROM eofusion.labels WHERE lower(path) = lower(%(label)s)",
-                                args).fetchone() is None:
-                    raise InvalidInput(f"label {inputs.label!r} is not in the catalogue")
-                patches = ("i.id IN (SELECT item_id FROM eofusion.annotations a JOIN eofusion.labels l ON "
-                           "l.id = a.label_id LEFT JOIN eofusion.labels p ON p.id = l.parent_id WHERE a.collection = "
-                           "%(c)s AND (lower(l.path) = lower(%(label)s) OR lower(p.path) = lower(%(label)s)) UNION "
-                           "SELECT item_id FROM eofusion.ground_truth g JOIN eofusion.labels l ON l.id = g.label_id "
-                           "LEFT JOIN eofusion.labels p ON p.id = l.parent_id WHERE g.collection = %(c)s AND "
-                           "(lower(l.path) = lower(%(label)s) OR lower(p.path) = lower(%(label)s)))")
+                posts = posts_near_label(conn, q, inputs.label)
             else:
                 raise InvalidInput("give item (a patch), label (annotated patches) or tweets (post ids)")
-            rows = conn.execute(
-                "SELECT t.id, i.id, ST_DistanceSphere(i.geometry, t.geometry) / 1000 AS km, t.text, t.datetime, "
-                "ST_X(t.geometry), ST_Y(t.geometry) FROM pgstac.items i JOIN eofusion.tweets t ON "
-                "t.collection = %(tc)s AND ST_DWithin(i.geometry::geography, t.geometry::geography, %(r)s) "
-                f"WHERE i.collection = %(c)s AND {patches} {timing} {words} ORDER BY km, t.id LIMIT %(limit)s",
-                args).fetchall()
         return "application/json", {"mode": "tweets-near-patches", "results": [
-            {"tweet": r[0], "patch": r[1], "distance_km": float(r[2]), "text": r[3],
-             "datetime": r[4].isoformat() if r[4] else None, "lon": r[5], "lat": r[6]} for r in rows]}
+            {"tweet": p.tweet, "patch": p.patch, "distance_km": p.distance_km, "text": p.text,
+             "datetime": p.datetime.isoformat() if p.datetime else None, "lon": p.lon, "lat": p.lat}
+            for p in posts]}
