@@ -21,7 +21,7 @@ from stac_pydantic import Collection, Item
 from stac_pydantic.links import Link
 from starlette.requests import Request
 
-from catalog.hrefs import stored
+from catalog.hrefs import STAC, stored
 from eofusion.errors import InvalidInput
 from server.hrefs import absolute_assets, public_base
 
@@ -223,8 +223,8 @@ def _request_of(values: dict[str, Any], positional: tuple[Any, ...]) -> Request 
 
 
 def store_written_hrefs(values: dict[str, Any], *positional: Any) -> None:
-    """Asset hrefs of written items that name this server (under its public base) become the stored form, so a
-    client that writes back an item it read stores no host either (in place, on the body models)."""
+    """Asset and link hrefs of written items that name this server (under its public base) become the stored
+    form, so a client that writes back an item it read stores no host either (in place, on the body models)."""
     request = _request_of(values, positional)
     if request is None:
         return
@@ -240,6 +240,12 @@ def store_written_hrefs(values: dict[str, Any], *positional: Any) -> None:
                     href = getattr(asset, "href", None)
                     if isinstance(href, str):
                         asset.href = stored(bases, href)
+            links = getattr(model, "links", None)
+            for link in getattr(links, "root", links) or ():  # stac-pydantic's Links is a RootModel of a list
+                href = getattr(link, "href", None)
+                for base in bases:  # our own STAC links: relative to the STAC API root, as stored links are
+                    if isinstance(href, str) and href.startswith(f"{base}/{STAC}/"):
+                        link.href = href[len(f"{base}/{STAC}/"):] or "./"
             items = getattr(model, "items", None)
             if isinstance(items, dict):
                 for sub in items.values():

@@ -118,7 +118,10 @@ def catalog_reader(scenes_dir: Path) -> type[STACReader]:
             except (ValueError, TypeError, KeyError) as exc:
                 # A `bands` option the asset's metadata cannot answer, or metadata rio-tiler cannot parse.
                 raise InvalidInput(f"asset {name!r}: {exc}") from exc
-            href = str(info["url"])
+            # The stored href as it is: pystac would resolve it against a stored self link (an item written
+            # back by a client keeps one), which is no file of the scenes folder.
+            stored_asset = self.item.assets.get(name) if self.item is not None else None
+            href = stored_asset.href if stored_asset is not None and name else str(info["url"])
             try:
                 info["url"] = str(scene_file(scenes_dir, href, relative=False))
             except NotFound:

@@ -328,3 +328,43 @@ def test_migration_0020_brings_old_items_to_the_new_form(db_url: str, server: Se
         with connect(db_url) as conn:
             conn.execute("SELECT pgstac.delete_collection(%s)", (LEGACY,))
             conn.commit()
+
+
+def test_transactions_store_our_own_urls_relative_and_answer_absolute(db_url: str, server: Server,
+                                                                      public_server: Server, loaded: dict) -> None:
+    """An item written back as a client read it (absolute URLs of the base it was read under) stores no host."""
+    coll = "hrefs-writes"
+    scene = httpx.get(f"{server.url}/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}", headers=PROXY).json()
+    assert scene["assets"]["s2"]["href"].startswith(PROXY_BASE + "/scenes/")
+    collection = {"type": "Collection", "stac_version": "1.0.0", "id": coll, "license": "CC0-1.0", "links": [],
+                  "description": "items written back by a client", "extent": {
+                      "spatial": {"bbox": [scene["bbox"]]}, "temporal": {"interval": [["2015-01-01T00:00:00Z", None]]}}}
+    r = httpx.post(f"{server.url}/stac/collections", json=collection, headers=KEY)
+    assert r.status_code in (200, 201), r.text
+    try:
+        item = {**scene, "collection": coll, "links": [],
+                "assets": {**scene["assets"], "other": {"href": "https://elsewhere.example/x.tif", "roles": ["data"]}}}
+        r = httpx.post(f"{server.url}/stac/collections/{coll}/items", json=item, headers={**KEY, **PROXY})
+        assert r.status_code in (200, 201), r.text
+        assert r.json()["assets"]["s2"]["href"] == scene["assets"]["s2"]["href"]
+        with connect(db_url) as conn:
+            (stored,) = conn.execute("SELECT pgstac.get_item(%s, %s)", (SCENE_ID, coll)).fetchone()
+        assert stored["assets"]["s2"]["href"] == f"scenes/{DEMO_COLLECTION}/{SCENE_ID}_s2.tif"
+        assert stored["assets"]["thumbnail"]["href"].startswith("tiles/stac/preview.png?")
+        assert stored["assets"]["other"]["href"] == "https://elsewhere.example/x.tif"  # not ours: kept
+        got = httpx.get(f"{public_server.url}/stac/collections/{coll}/items/{SCENE_ID}").json()
+        assert got["assets"]["s2"]["href"] == f"{PUBLIC}/scenes/{DEMO_COLLECTION}/{SCENE_ID}_s2.tif"
+        assert got["assets"]["other"]["href"] == "https://elsewhere.example/x.tif"
+        r = httpx.put(f"{public_server.url}/stac/collections/{coll}/items/{SCENE_ID}", json=got, headers=KEY)
+        assert r.status_code == 200, r.text
+        assert r.json()["assets"]["s2"]["href"] == got["assets"]["s2"]["href"]
+        with connect(db_url) as conn:
+            (stored,) = conn.execute("SELECT pgstac.get_item(%s, %s)", (SCENE_ID, coll)).fetchone()
+        assert stored["assets"]["s2"]["href"] == f"scenes/{DEMO_COLLECTION}/{SCENE_ID}_s2.tif"
+        assert got["links"] and [h for _, h in hrefs_in(stored) if "://" in h] == ["https://elsewhere.example/x.tif"]
+        # The tiler opens the written item's COG from its stored href.
+        info = httpx.get(f"{server.url}/tiles/stac/info", params={"collection": coll, "item": SCENE_ID, "assets": "s2"},
+                         timeout=120)
+        assert info.status_code == 200, info.text
+    finally:
+        httpx.delete(f"{server.url}/stac/collections/{coll}", headers=KEY)
