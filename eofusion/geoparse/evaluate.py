@@ -3,6 +3,9 @@
 A prediction is correct when it lies within the fixture's ``tolerance_km`` of the gold point or of
 one of its ``also`` points, or, for a gold division or country, when it is that division or country.
 Precision = correct / tweets given a location; recall = correct / tweets whose gold has a place.
+``near``: located tweets whose location lies within ``near_km`` (161 km, 100 miles: the usual
+"accuracy at 161 km" of geolocation studies) of the gold point or an ``also`` point; a location given
+to a tweet that names no place is never near.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from geopy.distance import great_circle
 from eofusion.geoparse.parser import PlaceParser
 from eofusion.geoparse.resolve import Location, Resolver
 
+#: Radius of the "within 100 miles" share.
+NEAR_KM = 161.0
+
 
 @dataclass
 class Scores:
@@ -28,6 +34,7 @@ class Scores:
         with_place: Gold tweets that name a place.
         predicted: Tweets the geoparser located.
         correct: Located tweets whose location matches the gold.
+        near: Located tweets within ``near_km`` of the gold (see the module docstring).
         errors: (id, gold place, predicted name) of the wrong or missed ones.
     """
 
@@ -35,6 +42,7 @@ class Scores:
     with_place: int = 0
     predicted: int = 0
     correct: int = 0
+    near: int = 0
     errors: list[tuple[str, str | None, str | None]] = field(default_factory=list)
 
     @property
@@ -46,6 +54,16 @@ class Scores:
     def recall(self) -> float:
         """Correct / gold tweets with a place."""
         return self.correct / self.with_place if self.with_place else 1.0
+
+    @property
+    def located_share(self) -> float:
+        """Tweets given a location / tweets."""
+        return self.predicted / self.tweets if self.tweets else 0.0
+
+    @property
+    def near_share(self) -> float:
+        """Located tweets within ``near_km`` of the gold / located tweets (1.0 when none was located)."""
+        return self.near / self.predicted if self.predicted else 1.0
 
     @property
     def f1(self) -> float:
@@ -73,15 +91,22 @@ def is_correct(loc: Location, gold: dict[str, Any], tolerance_km: float) -> bool
     return False
 
 
+def distance_km(loc: Location, gold: dict[str, Any]) -> float:
+    """Great-circle distance from a location to the nearest of the gold point and its ``also`` points."""
+    return min(great_circle((loc.lat, loc.lon), (g["lat"], g["lon"])).km for g in [gold, *gold.get("also", [])])
+
+
 def evaluate(gold: dict[str, Any], parser: PlaceParser, resolver: Resolver,
-             prior: Callable[[dict[str, Any]], Sequence[str]] | None = None) -> dict[str, Scores]:
-    """Scores per language ("en", "it") and overall ("all").
+             prior: Callable[[dict[str, Any]], Sequence[str]] | None = None,
+             near_km: float = NEAR_KM) -> dict[str, Scores]:
+    """Scores per language ("en", "it", "es" when present) and overall ("all").
 
     Args:
         gold: The fixture (see :func:`load_gold`).
         parser: The mention finder.
         resolver: The disambiguator.
         prior: Prior countries for a gold record (e.g. its event's country); none when None.
+        near_km: Radius of :attr:`Scores.near`.
     """
     records = gold["tweets"]
     tol = float(gold.get("tolerance_km", 50))
@@ -95,6 +120,7 @@ def evaluate(gold: dict[str, Any], parser: PlaceParser, resolver: Resolver,
             s.with_place += has_place
             if loc is not None:
                 s.predicted += 1
+                s.near += has_place and distance_km(loc, rec) <= near_km
                 if has_place and is_correct(loc, rec, tol):
                     s.correct += 1
                     continue
@@ -105,13 +131,15 @@ def evaluate(gold: dict[str, Any], parser: PlaceParser, resolver: Resolver,
 
 def format_table(rows: dict[str, dict[str, Scores]]) -> str:
     """A Markdown table: one row per (setting, language)."""
-    lines = ["| setting | lang | tweets | with place | located | correct | precision | recall | F1 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| setting | lang | tweets | with place | located | correct | precision | recall | F1 | located share "
+             "| within 161 km |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for setting, scores in rows.items():
-        for lang in ("en", "it", "all"):
+        for lang in ("en", "it", "es", "all"):
             s = scores.get(lang)
             if s is None:
                 continue
             lines.append(f"| {setting} | {lang} | {s.tweets} | {s.with_place} | {s.predicted} | {s.correct} | "
-                         f"{s.precision:.2f} | {s.recall:.2f} | {s.f1:.2f} |")
+                         f"{s.precision:.2f} | {s.recall:.2f} | {s.f1:.2f} | {s.located_share:.2f} | "
+                         f"{s.near_share:.2f} |")
     return "\n".join(lines)

