@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from datetime import UTC, datetime
@@ -533,10 +534,13 @@ def _ingest_photos(url: str, collection: str, media_dir: Path | None) -> dict[st
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--public-url", default=None, help="Base URL clients use (default http://HOST:PORT)")
+@click.option("--public-url", default=None,
+              help="Base URL clients use, as EOFUSION_PUBLIC_URL (default: from each request's host and proxy headers)")
 def serve(host: str, port: int, public_url: str | None) -> None:
     """Run the server: STAC API at /stac, OGC API at /ogc, tiles at /tiles."""
     s = _settings()
+    if public_url:  # as EOFUSION_PUBLIC_URL: every answer's hrefs start with it
+        s = dataclasses.replace(s, public_url=public_url.rstrip("/"))
     _check_database(s)
     url = _public_url(s, host, port, public_url)
     click.echo(f"EOFusion at {url}/  (STAC {url}/stac, OGC {url}/ogc, tiles {url}/tiles)")

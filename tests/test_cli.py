@@ -114,3 +114,19 @@ def test_serve_on_a_database_it_cannot_use_says_what_to_do(db_url: str, tmp_path
     out = _run(["serve", "--port", str(free_port())], {"EOFUSION_DATABASE_URL": closed,
                                                         "EOFUSION_DATA_DIR": str(tmp_path / "data2")})
     assert out.returncode == 2 and "does not answer" in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]
+
+
+def test_serve_public_url_is_the_base_of_every_href(settings_env: dict[str, str], loaded: dict,
+                                                    tmp_path: Path) -> None:
+    import httpx
+
+    from tests.conftest import DEMO_COLLECTION, SCENE_ID, start_server
+
+    base = "http://c.example:3/eo"
+    srv = start_server(settings_env, tmp_path / "public-url.log", command=("serve", "--public-url", base + "/"))
+    try:
+        item = httpx.get(f"{srv.url}/stac/collections/{DEMO_COLLECTION}/items/{SCENE_ID}", timeout=30).json()
+        hrefs = [a["href"] for a in item["assets"].values()] + [link["href"] for link in item["links"]]
+        assert hrefs and all(h.startswith(base + "/") for h in hrefs), hrefs
+    finally:
+        srv.stop()
