@@ -31,6 +31,9 @@ class Limits:
         depth: Largest per-modality list depth or candidate depth (late fusion, re-ranking).
         upload_bytes: Largest uploaded or referenced file (e.g. a query photo).
         tile_cache_mb: GDAL's raster block cache of one server process, in MB (``GDAL_CACHEMAX`` wins if set).
+        malloc_arenas: glibc malloc arenas of one server process (``MALLOC_ARENA_MAX`` wins if set).
+        malloc_mmap_threshold_kb: Allocations of this many KB or more are mapped on their own and returned to the
+            system when freed, instead of glibc's sliding threshold (``MALLOC_MMAP_THRESHOLD_`` wins if set).
         job_workers: Asynchronous executions run at once by one server process.
         job_queue: Asynchronous executions that may wait for a worker; beyond it the answer is 503.
         job_retention_s: Seconds a finished job and its result are kept before deletion.
@@ -48,6 +51,8 @@ class Limits:
     depth: int = 5000
     upload_bytes: int = 8_000_000
     tile_cache_mb: int = 256
+    malloc_arenas: int = 2
+    malloc_mmap_threshold_kb: int = 128
     job_workers: int = 2
     job_queue: int = 16
     job_retention_s: int = 7 * 24 * 3600

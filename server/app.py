@@ -41,6 +41,7 @@ from server.jobs_http import JobResponseHints, use_context_executor
 from server.json_text import JsonTextGuard
 from server.labels_api import labels_router
 from server.limits import BodyLimit
+from server.memory import tune_allocator
 from server.ogc import OGC_PREFIX, anonymous_processes, build_ogc_app
 from server.security import SecurityHeaders, SecurityPolicies
 from server.similarity import SimilarityExtension
@@ -100,6 +101,8 @@ def create_app(settings: Settings, config: ServerConfig | None = None) -> FastAP
     # GDAL's block cache defaults to 5% of the RAM (1.2 GB here) and stays allocated once tiles filled it:
     # the server's memory grew by half a gigabyte under mixed load (bench/load.py). A process-wide GDAL setting.
     os.environ.setdefault("GDAL_CACHEMAX", str(settings.limits.tile_cache_mb))
+    # Before any server thread exists: freed tile buffers otherwise stay resident in 16 arenas (server/memory.py).
+    tune_allocator(settings.limits)
     db_url = database_url(settings)
     pg = postgres_settings(db_url)
     stac_settings = StacSettings(
