@@ -9,6 +9,7 @@ from data: everything the server sends goes into DOM text nodes and attributes.
 
 from __future__ import annotations
 
+import html
 import json
 import shlex
 from dataclasses import asdict, dataclass
@@ -17,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from catalog.db import connect
@@ -189,11 +190,23 @@ def _wants_json(request: Request) -> bool:
     return request.query_params.get("f") == "json" or ("text/html" not in accept and "json" in accept)
 
 
+def _static_links() -> str:
+    """The fixed links as list items, relative to the home page (right under any proxy prefix): a client
+    without JavaScript (curl, a text browser) still finds every API. Built from the constants of ``_LINKS``
+    only, never from data; the page's script replaces them with the full list."""
+    return "".join(f'<li><a href="{html.escape(h.lstrip("/"), quote=True)}">{html.escape(t)}</a></li>'
+                   for t, _r, h, _ty, _d in _LINKS)
+
+
+_HOME_HTML = (STATIC_DIR / "home.html").read_text().replace(
+    '<ul id="links" class="links"></ul>', f'<ul id="links" class="links">{_static_links()}</ul>')
+
+
 @router.get("/", response_model=None)
 async def landing(request: Request) -> Response:
     """The home page; HTML for browsers, JSON (``?f=json`` or ``Accept: application/json``) otherwise."""
     if not _wants_json(request):
-        return FileResponse(STATIC_DIR / "home.html", media_type=HTML, headers=NO_CACHE)
+        return Response(_HOME_HTML, media_type=HTML, headers=NO_CACHE)
     cat = await run_in_threadpool(read_catalogue, request.app.state.database_url)
     return JSONResponse(home_document(public_base(request), cat), headers=NO_CACHE)
 
