@@ -360,10 +360,10 @@ class PlaceParser:
                 continue
             end, key, cands = found
             seen.append((i, end))
-            if end == truncated:
-                i = end
-                continue  # "...e Salen…": the post was cut inside the word ("Salento"), which names no place
             match = self._judge(texts, keys, blocked, i, end, key, cands, shouted)
+            if match is not None and end == truncated:
+                # "...e Salen…": the post may be cut inside the word ("Salento"); kept only when corroborated.
+                match.weak = True
             if match is not None:
                 matches.append(match)
             i = end
@@ -821,7 +821,7 @@ def _street_spans(texts: list[str], blocked: list[bool], italian: bool) -> list[
 
 
 def _truncated_end(texts: list[str], spaced: list[bool], blocked: list[bool]) -> int:
-    """Index of the token cut by a truncated post ("...e Salen…", "Moore, Oklah..."), -1 when the post is whole.
+    """Index after the word a truncated post ends on ("...e Salen…", "Moore, Oklah..."), -1 when the post is whole.
 
     The word must touch the ellipsis and nothing but links, mentions and hashtags may follow.
     """
