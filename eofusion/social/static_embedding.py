@@ -81,19 +81,29 @@ def distill_token_vectors(model: Any, input_ids: NDArray[np.int64], cls_id: int,
     return distill_rows(framed_forward, input_ids, batch_size)
 
 
-def sif_table(token_vectors: NDArray[np.floating], real: NDArray[np.bool_], a: float = SIF_A) -> NDArray[np.float32]:
+def zipf(ranks: NDArray[np.int64], vocab_size: int) -> NDArray[np.float64]:
+    """Zipf probability of the tokens at ``ranks`` (0-based) in a frequency-ordered vocabulary of ``vocab_size``;
+    rank 0 counts as 2, the first rank being left to the Zipf head, as model2vec does."""
+    total = (1.0 / np.arange(2, vocab_size + 2, dtype=np.float64)).sum()
+    out: NDArray[np.float64] = (1.0 / (np.asarray(ranks, np.float64) + 2.0)) / total
+    return out
+
+
+def sif_table(token_vectors: NDArray[np.floating], real: NDArray[np.bool_], a: float = SIF_A,
+              p: NDArray[np.float64] | None = None) -> NDArray[np.float32]:
     """Centre the token vectors on the real tokens' mean and weight each row by its SIF weight.
 
     Args:
         token_vectors: ``(V, d)``, row = token id.
         real: ``(V,)`` True for tokens that occur in text (not special, not ``[unused]``).
         a: SIF constant.
+        p: Each row's token probability; default: Zipf from the row order (:func:`zipf`; rows = the vocabulary).
     """
     if not real.any():
         raise ValueError("no real token to centre the table on")
     centred = token_vectors - token_vectors[real].mean(axis=0)
-    ranks = np.arange(2, len(token_vectors) + 2, dtype=np.float64)  # rank 1 is left to the Zipf head, as model2vec
-    p = (1.0 / ranks) / (1.0 / ranks).sum()
+    if p is None:
+        p = zipf(np.arange(len(token_vectors)), len(token_vectors))
     return (centred * (a / (a + p))[:, None]).astype(np.float32)
 
 
