@@ -13,14 +13,18 @@ connection), a baseline phase of valid requests only and the mixed phase run in 
 minutes, in alternating slices (so a burst of the machine's other work falls on both), and the mixed phase is read
 as ratios against the baseline (p50 per kind and throughput). Printed: per kind the count, p50/p95, status counts
 and transport errors (``httpx.TransportError``, e.g. a ``ReadError`` when the server drops a keep-alive
-connection), requests per second, and the server's memory (RSS of its process and children, from ``/proc``)
-before, between and after the phases.
+connection), requests per second, and the server's memory (RSS of its process and children, from ``/proc``):
+at the start, once settled (a fresh server still loads its text embedder in the background after it answers),
+after the warm-up (the warmed start), between and after the phases, with the growth over the warmed start, per
+1000 requests, and whether it ends back near the warmed start (at most ``--memory-tolerance``, 10 %, over it).
 
 Exit status 1 when a valid request was not answered 2xx, any transport error occurred, or a malformed request got
-anything but a 4xx; 2 when the server or its demo data cannot be found.
+anything but a 4xx (or, with ``--memory-gate``, memory did not end back near the warmed start); 2 when the server
+or its demo data cannot be found.
 
     .venv/bin/python bench/load.py --url http://127.0.0.1:8000 --api-key KEY [--clients 20] [--seconds 60]
-        [--baseline-seconds 20] [--rounds 4] [--malformed 0.1] [--pid PID] [--exclude KIND,...] [--json out.json]
+        [--baseline-seconds 20] [--rounds 4] [--malformed 0.1] [--pid PID] [--exclude KIND,...] [--only KIND,...]
+        [--settle-seconds 60] [--memory-tolerance 0.1] [--memory-gate] [--json out.json]
 """
 
 from __future__ import annotations
@@ -54,6 +58,11 @@ FUSION_TEXTS: tuple[str, ...] = ("flooding in Boulder", "road closed by the floo
 POSTS_LAYER = "tweets"  # the OGC API Features layer of every posts collection (filtered by its "collection")
 DATETIME_RANGE = "2015-01-01T00:00:00Z/2018-12-31T23:59:59Z"
 FAILURE_EXAMPLES = 3  # kept per kind, to say what failed
+#: Variant picks of the warm-up: each valid kind once per pick, so every variant of every kind runs once before
+#: the "after warm-up" reading (the thresholds of ``valid_call`` lie between them).
+WARM_ROLLS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: Memory is "back near where it started" when the last reading is at most this share over the warmed start.
+MEMORY_TOLERANCE = 0.10
 
 
 @dataclass(frozen=True)
@@ -188,11 +197,13 @@ def _rgb(t: Targets) -> dict[str, str]:
     return {"collection": t.collection, "item": t.scene, "assets": "s2|bidx=3,2,1", "rescale": "0,3000"}
 
 
-def valid_call(kind: str, rng: random.Random, t: Targets, session: Session) -> Call:
-    """A valid request of one kind, drawn at random."""
+def valid_call(kind: str, rng: random.Random, t: Targets, session: Session, roll: float | None = None) -> Call:
+    """A valid request of one kind, drawn at random (``roll`` in [0, 1) picks the variant instead)."""
     c, patch = t.collection, rng.choice(t.patches)
+    if roll is None:
+        roll = rng.random()
     if kind == "stac-get":
-        if rng.random() < 0.5:
+        if roll < 0.5:
             params: dict[str, Any] = {"collections": c, "bbox": ",".join(map(str, _sub_bbox(rng, t.extent))),
                                       "datetime": DATETIME_RANGE, "filter-lang": "cql2-text",
                                       "filter": f"eofusion:grid_level = {t.level}", "limit": rng.randint(5, 50)}
@@ -203,11 +214,10 @@ def valid_call(kind: str, rng: random.Random, t: Targets, session: Session) -> C
         body: dict[str, Any] = {"collections": [c], "bbox": _sub_bbox(rng, t.extent), "datetime": DATETIME_RANGE,
                                 "filter-lang": "cql2-json", "filter": _grid_filter(t.level),
                                 "limit": rng.randint(5, 50)}
-        if rng.random() < 0.5:
+        if roll < 0.5:
             body["sortby"] = [{"field": "id", "direction": rng.choice(("asc", "desc"))}]
         return Call(kind, False, "POST", "/stac/search", body)
     if kind == "similar":
-        roll = rng.random()
         if roll < 0.25:
             return Call(kind, False, "GET", f"/stac/collections/{c}/items/{patch.id}/similar?limit=10")
         body = {"collections": [c], "similar_to": {"collection": c, "item": patch.id}, "limit": 10}
@@ -232,7 +242,6 @@ def valid_call(kind: str, rng: random.Random, t: Targets, session: Session) -> C
         return Call(kind, False, "POST", "/ogc/processes/active-learning-round/execution", {"inputs": inputs},
                     keyed=True, on_response=session.update)
     if kind == "tile":
-        roll = rng.random()
         if roll < 0.4:
             return Call(kind, False, "GET", patch.thumbnail)
         if roll < 0.6:
@@ -241,7 +250,7 @@ def valid_call(kind: str, rng: random.Random, t: Targets, session: Session) -> C
         return Call(kind, False, "GET", f"/tiles/stac/tiles/WebMercatorQuad/{z}/{x}/{y}.png?" + _query(_rgb(t)))
     if kind == "late-fusion":
         post = rng.choice(t.posts)
-        if rng.random() < 0.5:
+        if roll < 0.5:
             inputs = {"collection": t.tweets, "tweet": post.id, "limit": 10}
         else:
             inputs = {"collection": t.tweets, "text": rng.choice(FUSION_TEXTS), "limit": 10}
@@ -251,7 +260,6 @@ def valid_call(kind: str, rng: random.Random, t: Targets, session: Session) -> C
                 inputs["lon"], inputs["lat"] = post.lon, post.lat
         return Call(kind, False, "POST", "/ogc/processes/late-fusion-search/execution", {"inputs": inputs})
     if kind == "ogc-items":
-        roll = rng.random()
         if roll < 0.4:
             params = {"f": "json", "limit": 10, "offset": rng.randint(0, 200)}
             return Call(kind, False, "GET", "/ogc/collections/patches/items?" + _query(params))
@@ -379,6 +387,49 @@ def rss_bytes(pid: int) -> tuple[int, int]:
         except OSError:
             continue
     return total, len(tree) - 1
+
+
+def settle(pid: int, timeout: float, window: float = 5.0, step: float = 1.0) -> tuple[int, float]:
+    """Wait until the server's RSS stops changing, at most ``timeout`` seconds.
+
+    A fresh server answers ``/healthz`` while it still loads what it loads in the background at start-up (the
+    text embedder, about 200 MB): that is its start, not growth under load. Settled means the readings of the
+    last ``window`` seconds lie within max(2 MB, 0.5 %) of each other; on a busy machine a load can pause that
+    long, but the warm-up's free-text late-fusion queries wait for the embedder, so the warmed start (the
+    reading after the warm-up) always includes it.
+
+    Returns:
+        (the last RSS reading in bytes, seconds waited).
+    """
+    t0 = time.monotonic()
+    readings: list[int] = []
+    span = int(window / step) + 1
+    while True:
+        readings.append(rss_bytes(pid)[0])
+        recent = readings[-span:]
+        if len(recent) == span and max(recent) - min(recent) <= max(2 * 2**20, 0.005 * max(recent)):
+            break
+        if time.monotonic() - t0 >= timeout:
+            break
+        time.sleep(step)
+    return readings[-1], time.monotonic() - t0
+
+
+def memory_summary(memory: dict[str, int], requests: int, tolerance: float) -> dict[str, Any]:
+    """Growth from the warmed start (the reading after the warm-up) to the last reading.
+
+    Args:
+        memory: Readings in bytes, in the order taken ("before", "settled", "after warm-up", ...).
+        requests: Requests sent after the warm-up (sweep and phases).
+        tolerance: The share over the warmed start still counted as "back near where it started".
+    """
+    start = memory.get("after warm-up", memory.get("settled", memory["before"]))
+    end = list(memory.values())[-1]
+    growth = end - start
+    return {"warmed_start": start, "end": end, "growth": growth, "growth_share": round(growth / start, 4),
+            "growth_per_1000_requests": round(growth * 1000 / requests) if requests else None,
+            "requests": requests, "tolerance": tolerance, "near_start": end <= start * (1 + tolerance),
+            "start_up_growth": memory.get("settled", memory["before"]) - memory["before"]}
 
 
 # -- discovery ------------------------------------------------------------------------------------------------------
@@ -543,8 +594,9 @@ async def run_phases(url: str, api_key: str, clients: int, phases: list[Phase], 
                      between: Callable[[str], None], warmup: list[Outcome], rounds: int = 1) -> float:
     """Warm the server up and sweep the malformed variants, then run the phases with the same clients.
 
-    The warm-up sends each valid kind twice from one client, so models and pools the server loads on first use
-    (the text embedder, the active-learning pool) are not timed in the baseline. The sweep then sends every
+    The warm-up sends every variant of each valid kind once from one client (:data:`WARM_ROLLS`), so models,
+    pools and libraries the server loads on first use (the active-learning pool, the CQL2 validator, GDAL's
+    drivers) are neither timed in the baseline nor counted as growth under load. The sweep then sends every
     variant of every malformed kind once, each followed by a valid request on the same connection (which a
     server that drops the connection after its answer fails): every variant is checked even in a short run.
     Each phase is then cut into ``rounds`` windows, run alternately (baseline, mixed, baseline, mixed...).
@@ -559,9 +611,10 @@ async def run_phases(url: str, api_key: str, clients: int, phases: list[Phase], 
     sessions = [Session() for _ in range(clients)]
     try:
         warm_rng, warm_session = random.Random(seed - 1), Session()
-        for kind in valid_kinds * 2:
-            warmup.append(await one_request(https[0], valid_call(kind, warm_rng, targets, warm_session), api_key,
-                                            "warm-up"))
+        for roll in WARM_ROLLS:
+            for kind in valid_kinds:
+                warmup.append(await one_request(https[0], valid_call(kind, warm_rng, targets, warm_session, roll),
+                                                api_key, "warm-up"))
         between("warm-up")
         for kind in malformed_kinds:
             for bad in malformed_variants(kind, warm_rng, targets):
@@ -673,12 +726,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="each phase is cut into this many slices, run alternately (baseline, mixed, ...)")
     ap.add_argument("--malformed", type=float, default=0.1, help="share of malformed requests in the mixed phase")
     ap.add_argument("--rest-seconds", type=float, default=10.0, help="idle time before the last memory reading")
+    ap.add_argument("--settle-seconds", type=float, default=60.0,
+                    help="at most this long, wait for the server's RSS to settle before the warm-up (0: do not)")
+    ap.add_argument("--memory-tolerance", type=float, default=MEMORY_TOLERANCE,
+                    help="memory is back near the start when the last reading is at most this share over the "
+                         "reading after the warm-up")
+    ap.add_argument("--memory-gate", action="store_true",
+                    help="also fail (exit status 1) when memory is not back near the start")
     ap.add_argument("--timeout", type=float, default=60.0, help="per request, seconds")
     ap.add_argument("--collection", default="demo-sentinel-2", help="the demo scene's patch collection")
     ap.add_argument("--level", type=int, default=120, help="grid level of the patches searched and marked")
     ap.add_argument("--tweets", default="tweets", help="the posts collection (demo --tweets)")
     ap.add_argument("--pid", type=int, default=None, help="server process (default: the one listening on the port)")
     ap.add_argument("--exclude", default="", help="comma-separated kinds to leave out of the mix")
+    ap.add_argument("--only", default="",
+                    help="comma-separated kinds to keep (all others left out): one kind's memory and latency alone")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write the summary as JSON to this file")
     args = ap.parse_args(argv)
@@ -689,9 +751,12 @@ def main(argv: list[str] | None = None) -> int:
             or args.rounds < 1:
         ap.error("--clients >= 1, --seconds > 0, --baseline-seconds >= 0, 0 <= --malformed < 1, --rounds >= 1")
     excluded = {k for k in args.exclude.split(",") if k}
-    unknown = excluded - set(VALID_WEIGHTS) - set(MALFORMED_KINDS)
+    only = {k for k in args.only.split(",") if k}
+    unknown = (excluded | only) - set(VALID_WEIGHTS) - set(MALFORMED_KINDS)
     if unknown:
-        ap.error(f"unknown kinds in --exclude: {', '.join(sorted(unknown))}")
+        ap.error(f"unknown kinds in --exclude/--only: {', '.join(sorted(unknown))}")
+    if only:
+        excluded |= (set(VALID_WEIGHTS) | set(MALFORMED_KINDS)) - only
     valid_kinds = [k for k in VALID_WEIGHTS if k not in excluded]
     malformed_kinds = [k for k in MALFORMED_KINDS if k not in excluded]
     if not valid_kinds:
@@ -735,6 +800,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{targets.level}, {len(targets.posts)} posts of {targets.tweets!r}; kinds left out: "
           f"{', '.join(sorted(excluded)) or 'none'}")
     read_memory("before")
+    if pid is not None and args.settle_seconds > 0:
+        memory["settled"], waited = settle(pid, args.settle_seconds)
+        print(f"settled: RSS {_mb(memory['settled'])} after {waited:.0f} s (at the start {_mb(memory['before'])})")
     warmup: list[Outcome] = []
     phases = ([Phase("baseline", args.baseline_seconds, 0.0)] if args.baseline_seconds > 0 else []) + \
         [Phase("mixed", args.seconds, args.malformed)]
@@ -749,8 +817,10 @@ def main(argv: list[str] | None = None) -> int:
           "window closed)")
     warm = [o for o in warmup if o.phase == "warm-up"]
     sweep = [o for o in warmup if o.phase == "sweep"]
-    print("\nwarm-up (not in the phases): " + ", ".join(
-        f"{o.kind} {o.status or o.error} {o.seconds * 1000:.0f} ms" for o in warm))
+    print(f"\nwarm-up (not in the phases): every variant of each valid kind once, {len(warm)} requests: " + ", ".join(
+        f"{kind} {' '.join(f'{c}:{n}' for c, n in k['statuses'].items())}"
+        + (f" {' '.join(f'{e}:{n}' for e, n in k['transport_errors'].items())}" if k["transport_errors"] else "")
+        + f" (p50 {k['p50_ms']:.0f} ms)" for kind, k in kind_stats(warm).items()))
     if sweep:
         print(f"\nsweep: each of {sum(o.malformed for o in sweep)} malformed variants once, each followed by a valid "
               "request on the same connection")
@@ -770,11 +840,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nratio mixed/baseline: valid req/s {ratios['valid_requests_per_s']}, valid p50 "
               f"{ratios['valid_p50']}; p50 per kind: "
               + ", ".join(f"{k} {v}" for k, v in ratios["p50_per_kind"].items()))
+    mem: dict[str, Any] = {}
     if memory:
         first = memory["before"]
         print("server memory (RSS, process + children): " + ", ".join(
             f"{when} {_mb(v)}" for when, v in memory.items())
             + f"; last/first {list(memory.values())[-1] / first:.2f}")
+        after_warm = len(warmup) - sum(o.phase == "warm-up" for o in warmup) + sum(len(p.outcomes) for p in phases)
+        mem = memory_summary(memory, after_warm, args.memory_tolerance)
+        per_1000 = mem["growth_per_1000_requests"]
+        print(f"memory growth over the warmed start (after warm-up -> last reading): {mem['growth'] / 2**20:+.1f} MB "
+              f"({mem['growth_share']:+.1%}), "
+              + (f"{per_1000 / 2**20:+.2f} MB per 1000 requests ({mem['requests']} requests)" if per_1000 is not None
+                 else "no requests")
+              + f"; back near the start (at most {mem['tolerance']:.0%} over it): "
+              f"{'yes' if mem['near_start'] else 'NO'}")
     else:
         print("server memory: process not found (give --pid)")
     load_after = os.getloadavg()
@@ -800,14 +880,21 @@ def main(argv: list[str] | None = None) -> int:
         print("transport errors by the request before them on the same connection: " + ", ".join(
             f"{after} x{n}" for after, n in Counter(o.after for o in transport).most_common()))
     ok = valid_not_2xx == 0 and malformed_not_4xx == 0 and not transport
+    memory_note = ""
+    if args.memory_gate:
+        ok = ok and bool(mem.get("near_start"))
+        memory_note = (f", memory {'back near' if mem.get('near_start') else 'NOT back near'} the warmed start"
+                       if mem else ", memory not read")
     print(f"\nverdict: {'PASS' if ok else 'FAIL'}: {valid_not_2xx} valid requests answered other than 2xx, "
-          f"{len(transport)} transport errors, {malformed_not_4xx} malformed requests answered other than 4xx")
+          f"{len(transport)} transport errors, {malformed_not_4xx} malformed requests answered other than 4xx"
+          + memory_note)
     if args.json is not None:
         args.json.write_text(json.dumps({
             "url": args.url, "clients": args.clients, "pid": pid, "excluded": sorted(excluded),
-            "phases": summaries, "ratios": ratios, "memory_bytes": memory,
+            "phases": summaries, "ratios": ratios, "memory_bytes": memory, "memory": mem,
             "load_average": {"before": load_before, "after": load_after},
-            "sweep": kind_stats(sweep), "valid_not_2xx": valid_not_2xx, "malformed_not_4xx": malformed_not_4xx,
+            "warmup": kind_stats(warm), "sweep": kind_stats(sweep), "valid_not_2xx": valid_not_2xx,
+            "malformed_not_4xx": malformed_not_4xx,
             "transport_errors": len(transport), "pass": ok}, indent=2))
     return 0 if ok else 1
 

@@ -57,6 +57,16 @@ def test_short_load_reports_every_request_and_passes(server: Server, posts: str,
     assert malformed == MALFORMED
     assert all(f"{kind} (bad)" in run.stdout for kind in malformed)
     assert summary["memory_bytes"]["before"] > 0
+    # The warm-up sent every variant of each valid kind; memory growth is read from the warmed start on.
+    assert {kind: k["n"] for kind, k in summary["warmup"].items()} == {kind: 5 for kind in VALID}
+    readings = summary["memory_bytes"]
+    assert {"before", "settled", "after warm-up", "after sweep", "after the phases"} <= set(readings)
+    memory = summary["memory"]
+    assert memory["warmed_start"] == readings["after warm-up"] and memory["end"] == list(readings.values())[-1]
+    assert memory["growth"] == memory["end"] - memory["warmed_start"]
+    assert memory["requests"] == sum(k["n"] for k in summary["sweep"].values()) + sum(
+        p["requests"] for p in summary["phases"].values())
+    assert "memory growth over the warmed start" in run.stdout
     assert run.stdout.splitlines()[-1].startswith("verdict: ")
     # The goal: no valid request refused or failed, only 4xx for the malformed ones, no dropped connection.
     assert (run.returncode == 0) == summary["pass"]
