@@ -2,11 +2,21 @@
 
 Reads every CrisisLexT26 event with the tweet readers, geoparses the texts (gazetteer matcher +
 spaCy NER where a name is ambiguous + resolver, with each event's country as prior) in one process
-and then in ``--workers`` processes, and scores the gold tweets of ``tests/fixtures/geoparse_gold.json``
-(per language, with and without the prior, for each NER mode). Prints everything and writes it to
+and then in ``--workers`` processes, and scores hand-labelled posts, the development and the test
+set apart (per language, with and without the prior):
+
+* development: the main sample of ``tests/fixtures/geoparse_gold.json`` and ``geoparse_dev.json``
+  (Sandy, Oklahoma, Boston, Emilia earthquakes): rules and thresholds were chosen on these;
+* test: the ``heldout_tweets`` of ``geoparse_gold.json`` and ``geoparse_test.json`` (NY train crash,
+  LA airport, West Texas, Sardinia floods): never used to choose anything.
+
+Besides precision and recall, each table gives the share of posts located and, of those, the share
+within 161 km of the gold place; and, over every Italian post of an Italian event (development:
+2012_Italy_earthquakes; test: 2013_Sardinia_floods; Italian = more Italian-only than English-only
+function words), the share located outside Italy without a prior. Prints everything and writes it to
 ``bench/results_geoparse.md``.
 
-    .venv/bin/python bench/geoparse.py [--workers 2] [--ner auto] [--cache-dir .eofusion/cache]
+    .venv/bin/python bench/geoparse.py [--workers 2] [--ner auto] [--cache-dir .eofusion/cache] [--quality-only]
 
 The machine may be shared: the load average is printed with the figures, and rates are given both
 per wall-clock second and per CPU second (the latter is what one dedicated core would do).
@@ -22,7 +32,7 @@ import resource
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +46,25 @@ from eofusion.geoparse.evaluate import Scores, evaluate, format_table, load_gold
 from eofusion.geoparse.gazetteer import Gazetteer, GazetteerConfig, build_gazetteer, load_gazetteer  # noqa: E402
 from eofusion.geoparse.parser import ParserConfig, PlaceParser, parser_stats  # noqa: E402
 from eofusion.geoparse.resolve import Resolver, geoparse_tweets  # noqa: E402
-from eofusion.readers.tweets import IngestReport, Tweet, crisislex_event_info, crisislex_events, read_crisislex  # noqa: E402
+from eofusion.readers.tweets import (  # noqa: E402
+    IngestReport,
+    Tweet,
+    crisislex_event_info,
+    crisislex_events,
+    read_crisislex,
+    read_crisislex_t26,
+)
 
 DEFAULT_T26 = ROOT.parent / "shared" / "data" / "crisislex" / "CrisisLexT26"
-GOLD = ROOT / "tests" / "fixtures" / "geoparse_gold.json"
+FIXTURES = ROOT / "tests" / "fixtures"
+GOLD = FIXTURES / "geoparse_gold.json"
+DEV = FIXTURES / "geoparse_dev.json"
+TEST = FIXTURES / "geoparse_test.json"
+#: CrisisLexT6 events have no description file: their countries, from the events' names.
+T6_COUNTRIES = {"2012_Sandy_Hurricane": "US", "2013_Oklahoma_Tornado": "US", "2013_Boston_Bombings": "US",
+                "2013_West_Texas_Explosion": "US", "2013_Alberta_Floods": "CA", "2013_Queensland_Floods": "AU"}
+#: Italian events whose Italian posts measure the share placed abroad without a prior.
+ITALIAN_EVENTS = {"dev": "2012_Italy_earthquakes", "test": "2013_Sardinia_floods"}
 CHUNK = 1000
 
 # Set in the parent before the worker processes fork, so they share the loaded model and gazetteer.
@@ -107,21 +132,58 @@ def run_readers_only(root: Path) -> dict[str, Any]:
     return {"tweets": n, "wall_s": wall, "rate_wall": n / wall, "rate_cpu": n / cpu}
 
 
-def run_gold(gaz: Gazetteer, nlp: Any, modes: Sequence[str]) -> tuple[dict[str, dict[str, Scores]], dict[str, Any]]:
-    gold = load_gold(GOLD)
-    events = {r["event"] for r in gold["tweets"] + gold.get("heldout_tweets", [])}
-    priors = {e: [gaz.country_code(crisislex_event_info(DEFAULT_T26 / e)["country"] or "") or ""] for e in events}
-    rows: dict[str, dict[str, Scores]] = {}
+def gold_splits() -> dict[str, dict[str, Any]]:
+    """The development and test sets as gold fixtures (records of the fixtures that make each up)."""
+    gold, dev, test = load_gold(GOLD), load_gold(DEV), load_gold(TEST)
+    return {"dev": dict(gold, tweets=gold["tweets"] + dev["tweets"]),
+            "test": dict(gold, tweets=gold.get("heldout_tweets", []) + test["tweets"])}
+
+
+def event_prior(event: str, root: Path, gaz: Gazetteer) -> list[str]:
+    """The event's country: CrisisLexT26's description file, or the CrisisLexT6 table."""
+    if event in T6_COUNTRIES:
+        return [T6_COUNTRIES[event]]
+    code = gaz.country_code(crisislex_event_info(root / event)["country"] or "")
+    return [code] if code else []
+
+
+def _by_event(priors: dict[str, list[str]]) -> Callable[[dict[str, Any]], Sequence[str]]:
+    def prior(record: dict[str, Any]) -> Sequence[str]:
+        return priors[record["event"]]
+    return prior
+
+
+def run_gold(gaz: Gazetteer, nlp: Any, modes: Sequence[str], root: Path,
+             splits: Sequence[str] = ("dev", "test")) -> dict[str, dict[str, dict[str, Scores]]]:
+    """Scores per split ("dev", "test") and setting (NER mode x prior); NER modes other than the first on dev only."""
+    data = gold_splits()
     resolver = Resolver()
-    for mode in modes:
-        parser = PlaceParser(ParserConfig(ner=mode), gazetteer=gaz, nlp=nlp)  # type: ignore[arg-type]
-        rows[f"main, ner={mode}, no prior"] = evaluate(gold, parser, resolver)
-        rows[f"main, ner={mode}, event prior"] = evaluate(gold, parser, resolver, lambda r: priors[r["event"]])
-    held = dict(gold, tweets=gold.get("heldout_tweets", []))
-    parser = PlaceParser(ParserConfig(ner=modes[0]), gazetteer=gaz, nlp=nlp)  # type: ignore[arg-type]
-    rows[f"held-out, ner={modes[0]}, no prior"] = evaluate(held, parser, resolver)
-    rows[f"held-out, ner={modes[0]}, event prior"] = evaluate(held, parser, resolver, lambda r: priors[r["event"]])
-    return rows, gold
+    out: dict[str, dict[str, dict[str, Scores]]] = {}
+    for split in splits:
+        gold = data[split]
+        priors = {e: event_prior(e, root, gaz) for e in {r["event"] for r in gold["tweets"]}}
+        rows: dict[str, dict[str, Scores]] = {}
+        for mode in modes if split == "dev" else modes[:1]:
+            parser = PlaceParser(ParserConfig(ner=mode), gazetteer=gaz, nlp=nlp)  # type: ignore[arg-type]
+            rows[f"{split}, ner={mode}, no prior"] = evaluate(gold, parser, resolver)
+            rows[f"{split}, ner={mode}, event prior"] = evaluate(gold, parser, resolver, _by_event(priors))
+        out[split] = rows
+    return out
+
+
+def italian_abroad(root: Path, event: str, parser: PlaceParser, resolver: Resolver) -> dict[str, Any]:
+    """Italian posts of an event located without a prior: how many, and how many outside Italy (with examples)."""
+    tweets = [t for t in read_crisislex_t26(root / event) if parser.lexicon.is_italian(t.text.split())]
+    located = abroad = 0
+    examples: list[str] = []
+    for mentions in parser.parse_many(t.text for t in tweets):
+        loc = resolver.resolve(mentions, ())
+        located += loc is not None
+        if loc is not None and loc.country != "IT":
+            abroad += 1
+            examples.append(f"{loc.mention} -> {loc.name} ({loc.country})")
+    return {"event": event, "posts": len(tweets), "located": located, "abroad": abroad,
+            "share": abroad / located if located else 0.0, "examples": examples}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=Settings().data_dir / "cache",
                     help="where the gazetteer pickle is kept between runs")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results_geoparse.md")
+    ap.add_argument("--quality-only", action="store_true", help="skip the throughput runs")
+    ap.add_argument("--split", choices=["dev", "test", "both"], default="both",
+                    help="which hand-labelled set to score (develop on dev; test is scored once, at the end)")
     args = ap.parse_args(argv)
     command = " ".join([".venv/bin/python bench/geoparse.py", *(argv if argv is not None else sys.argv[1:])])
     load_before = os.getloadavg()
@@ -151,6 +216,49 @@ def main(argv: list[str] | None = None) -> int:
     model_s = time.perf_counter() - t
     priors = _priors(args.root, gaz)
 
+    lines = [
+        "# Geoparsing benchmark (CrisisLexT26)", "",
+        f"Command: `{command}`", "",
+    ]
+    if not args.quality_only:
+        lines += throughput_section(args, gaz, nlp, priors, load_before, cold_s, cold_cpu, cold_rss, gaz_s, model_s)
+    modes = [args.ner] + [m for m in ("auto", "never", "always") if m != args.ner]
+    splits = ("dev", "test") if args.split == "both" else (args.split,)
+    rows = run_gold(gaz, nlp, modes, args.root, splits)
+    data = gold_splits()
+    parser = PlaceParser(ParserConfig(ner=args.ner), gazetteer=gaz, nlp=nlp)
+    lines += [
+        "## Hand-labelled posts: development and test sets", "",
+        f"Development: the {len(load_gold(GOLD)['tweets'])} posts of the main sample ({GOLD.relative_to(ROOT)}) and "
+        f"{len(load_gold(DEV)['tweets'])} of {DEV.relative_to(ROOT)}; rules and thresholds were chosen on these. Test: "
+        f"the {len(load_gold(GOLD).get('heldout_tweets', []))} held-out posts of the first and "
+        f"{len(load_gold(TEST)['tweets'])} of {TEST.relative_to(ROOT)}, on other events, never used to choose "
+        "anything. "
+        f"{data['dev']['match_rule']} Tolerance {data['dev']['tolerance_km']} km; 'within 161 km': located posts "
+        "within 161 km of the gold place (or an accepted one), of the posts located (a post naming no place counts as "
+        "not within).", "",
+    ]
+    for split in splits:
+        abroad = italian_abroad(args.root, ITALIAN_EVENTS[split], parser, Resolver())
+        lines += [
+            f"### {'Development' if split == 'dev' else 'Test'} set", "", format_table(rows[split]), "",
+            f"Italian posts of {abroad['event']} (all of them, no prior): {abroad['posts']:,}, located "
+            f"{abroad['located']:,}, outside Italy {abroad['abroad']} ({abroad['share']:.1%}): "
+            + "; ".join(abroad["examples"]) + ".", "",
+        ]
+    text = "\n".join(lines)
+    print(text)
+    args.out.write_text(text, encoding="utf-8")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+def throughput_section(args: argparse.Namespace, gaz: Gazetteer, nlp: Any, priors: dict[str, list[str]],
+                       load_before: tuple[float, float, float], cold_s: float, cold_cpu: float, cold_rss: float,
+                       gaz_s: float, model_s: float) -> list[str]:
+    """Readers and geoparser throughput over every tweet under ``args.root``, as Markdown lines."""
+    global _PARSER
+    assert _PARSER is not None
     readers = run_readers_only(args.root)
     single = run_throughput(args.root, priors, 1)
     stats = parser_stats(_PARSER)
@@ -160,12 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     no_ner = run_throughput(args.root, priors, 1)  # the gazetteer matcher alone: the NER's cost, by difference
     _PARSER = main_parser
     load_after = os.getloadavg()
-    modes = [args.ner] + [m for m in ("auto", "never", "always") if m != args.ner]
-    rows, gold = run_gold(gaz, nlp, modes)
-
     lines = [
-        "# Geoparsing benchmark (CrisisLexT26)", "",
-        f"Command: `{command}`", "",
         f"Machine: nproc={os.cpu_count()}, {platform.processor() or platform.machine()}, Python "
         f"{platform.python_version()}, spaCy {spacy.__version__}; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (other jobs share the machine: the per-CPU-second "
@@ -180,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{readers['rate_cpu']:,.0f} |",
         f"| readers + geoparse (ner={args.ner}) | 1 | {single['tweets']:,} | {single['wall_s']:.1f} | "
         f"{single['rate_wall']:,.0f} | {single['rate_cpu']:,.0f} |",
+        f"| readers + geoparse (ner=never) | 1 | {no_ner['tweets']:,} | {no_ner['wall_s']:.1f} | "
+        f"{no_ner['rate_wall']:,.0f} | {no_ner['rate_cpu']:,.0f} |",
     ]
-    lines.append(f"| readers + geoparse (ner=never) | 1 | {no_ner['tweets']:,} | {no_ner['wall_s']:.1f} | "
-                 f"{no_ner['rate_wall']:,.0f} | {no_ner['rate_cpu']:,.0f} |")
     if parallel:
         lines.append(f"| readers + geoparse (ner={args.ner}) | {parallel['workers']} | {parallel['tweets']:,} | "
                      f"{parallel['wall_s']:.1f} | {parallel['rate_wall']:,.0f} | {parallel['rate_cpu']:,.0f} |")
@@ -191,17 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Locations: {single['sources']} (gazetteer kinds: {single['kinds']}).",
         f"Readers: {single['report']}. Peak RSS of the benchmark process: "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB.", "",
-        "## Precision / recall on hand-labelled tweets", "",
-        f"{len(gold['tweets'])} tweets in the main sample ({GOLD.relative_to(ROOT)}), "
-        f"{len(gold.get('heldout_tweets', []))} in the held-out English sample labelled after the method was fixed. "
-        f"{gold['match_rule']} Tolerance {gold['tolerance_km']} km.", "",
-        format_table(rows), "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"\nwritten to {args.out}")
-    return 0
+    return lines
 
 
 if __name__ == "__main__":
