@@ -35,6 +35,7 @@ from eofusion.active.round import (
     RoundConfig,
     RoundMetrics,
     RoundResult,
+    calibrate_threshold,
     feature_map_for,
     fit_model,
     prepare_pool,
@@ -42,10 +43,13 @@ from eofusion.active.round import (
     score_pool,
     select_diverse,
 )
+from eofusion.active.seeding import COLD_STARTS, ColdStart, cold_start_queries, kmeans_seeds
 
 __all__ = [
+    "COLD_STARTS",
     "KERNELS",
     "METRICS",
+    "ColdStart",
     "FeatureMap",
     "Kernel",
     "LinearModel",
@@ -60,12 +64,15 @@ __all__ = [
     "RoundResult",
     "SuspectLabel",
     "accepted_from_scores",
+    "calibrate_threshold",
     "cascade_pools",
+    "cold_start_queries",
     "compare_descriptors",
     "evaluate_predictions",
     "feature_map_for",
     "find_suspect_labels",
     "fit_model",
+    "kmeans_seeds",
     "format_table",
     "neighbour_disagreement",
     "plot_accuracy",

@@ -22,6 +22,7 @@ from eofusion.features import (
     fuse_vectors,
     s2_dn_to_reflectance,
 )
+from eofusion.features.s2multiscale import S2MultiScaleConfig, S2MultiScaleDescriptor
 
 __all__ = [
     "EUROSAT_BANDS",
@@ -29,6 +30,7 @@ __all__ = [
     "EuroSatSample",
     "fused_descriptors",
     "load_eurosat_ms",
+    "multiscale_descriptors",
     "nir_texture_descriptors",
     "rgbn_histograms",
     "spectral_descriptors",
@@ -150,3 +152,19 @@ def fused_descriptors(patches: NDArray[np.float32], texture_weight: float = 0.5)
         ``(n, 64 + 240)`` float32 rows summing to 1.
     """
     return fuse_vectors(nir_texture_descriptors(patches), spectral_descriptors(patches), texture_weight)
+
+
+def multiscale_descriptors(patches: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The multi-scale descriptor (:class:`eofusion.features.s2multiscale.S2MultiScaleDescriptor`), 432-d.
+
+    The twelve bands an L2A product has too (B10 left out), in the patches' order.
+
+    Args:
+        patches: ``(n, 13, h, w)`` reflectance in :data:`EUROSAT_BANDS` order.
+
+    Returns:
+        ``(n, 432)`` float32 rows summing to 1.
+    """
+    keep = [i for i, b in enumerate(EUROSAT_BANDS) if b != "B10"]
+    config = S2MultiScaleConfig(bands=tuple(EUROSAT_BANDS[i] for i in keep))
+    return S2MultiScaleDescriptor(config).batch(patches[:, keep])

@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from eofusion.active.round import PreparedPool, RoundConfig, RoundResult, prepare_pool, run_round
+from eofusion.active.seeding import COLD_STARTS, cold_start_queries
 from eofusion.evaluation import balanced_accuracy, overall_accuracy, precision_recall_f1
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 Method = Literal["active", "random"]
+ColdStartOption = Literal["random", "nearest", "mean", "kmeans"]
 #: Seed entropy of the fold splits, apart from the starts' ``(seed, class index)``.
 _FOLD_STREAM = 1_000_003
 METRICS: tuple[str, ...] = ("overall_accuracy", "balanced_accuracy", "precision", "recall", "f1")
@@ -72,6 +74,11 @@ class OracleConfig:
             fold the oracle learns on the other folds only and the fold's items are predicted by that model,
             so every item is scored by a model that never saw it, and the metrics are computed once over
             all those predictions.
+        cold_start: How the active method's ``n_initial_negative`` first marks are chosen after the
+            ``n_initial_positive`` random positives: ``"random"`` (random negatives, as the random baseline
+            always starts) or a strategy of :func:`eofusion.active.seeding.cold_start_queries` (``"nearest"``,
+            ``"mean"``, ``"kmeans"``): pool items asked about before any negative is known, labelled truthfully
+            whatever they are.
     """
 
     n_initial_positive: int = 5
@@ -82,6 +89,7 @@ class OracleConfig:
     round: RoundConfig = field(default_factory=RoundConfig)
     methods: tuple[Method, ...] = ("active", "random")
     folds: int = 0
+    cold_start: ColdStartOption = "random"
 
     def __post_init__(self) -> None:
         if self.folds == 1 or self.folds < 0:
@@ -92,6 +100,8 @@ class OracleConfig:
             raise ValueError("n_initial_negative, batch_size and n_rounds must be >= 0")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+        if self.cold_start not in ("random", *COLD_STARTS):
+            raise ValueError(f"unknown cold start {self.cold_start!r}")
         if not self.methods or any(m not in ("active", "random") for m in self.methods):
             raise ValueError(f"methods must be a non-empty subset of ('active', 'random'), got {self.methods}")
 
@@ -238,12 +248,17 @@ def simulate_class(
         pick_rng = np.random.default_rng(random_ss)  # same stream for every method: reproducible
         predicted = np.zeros((cfg.n_rounds + 1, pool.n), dtype=bool)
         n_labels = np.zeros(cfg.n_rounds + 1, dtype=np.float64)
-        for (learn, judge), (pos0, neg0) in zip(splits, starts, strict=True):
+        for fi, ((learn, judge), (pos0, neg0)) in enumerate(zip(splits, starts, strict=True)):
             sub = pool if learn.size == pool.n else PreparedPool(pool.features[learn], pool.feature_map,
                                                                  pool.sq_norms[learn])
             labelled = np.zeros(sub.n, dtype=bool)
             labelled[pos0] = True
-            labelled[neg0] = True
+            if method == "active" and cfg.cold_start != "random":
+                kseed = int(np.random.SeedSequence(seed).generate_state(1)[0]) + fi
+                labelled[cold_start_queries(cfg.cold_start, sub.features, pos0, cfg.n_initial_negative, kseed,
+                                            round_cfg.candidate_factor)] = True
+            else:
+                labelled[neg0] = True
             held = None if judge is everything else PreparedPool(pool.features[judge], pool.feature_map,
                                                                   pool.sq_norms[judge])
             for r, res, lab in oracle_rounds(sub, y[learn], labelled, round_cfg, cfg.n_rounds, cfg.batch_size,

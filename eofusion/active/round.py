@@ -41,7 +41,7 @@ import json
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -61,6 +61,9 @@ __all__ = [
     "RoundConfig",
     "RoundMetrics",
     "RoundResult",
+    "THRESHOLDS",
+    "Threshold",
+    "calibrate_threshold",
     "feature_map_for",
     "fit_model",
     "model_from_bytes",
@@ -73,6 +76,8 @@ __all__ = [
 
 Kernel = Literal["linear", "rbf", "hellinger", "chi2"]
 KERNELS: tuple[Kernel, ...] = ("linear", "rbf", "hellinger", "chi2")
+Threshold = Literal["zero", "cv"]
+THRESHOLDS: tuple[Threshold, ...] = ("zero", "cv")
 MapKind = Literal["identity", "sqrt", "chi2"]
 
 F32 = NDArray[np.float32]
@@ -118,6 +123,18 @@ class RoundConfig:
             estimates, which are off, so rounds are deterministic); kept for reproducibility.
         chunk_rows: Rows scored per block: bounds the temporaries of the feature map and of the
             RBF kernel block (``chunk_rows * n_support`` floats).
+        threshold: Where the decision of a linear model lies. ``"zero"``: the SVM's own (decision > 0).
+            ``"cv"``: calibrated inside the marks (:func:`calibrate_threshold`: cross-validated decision
+            values of the labelled items only, the threshold that maximises their balanced accuracy);
+            the shift is folded into the model's bias, so "predicted positive" stays ``score > 0``
+            everywhere (rounds, accept-annotations, apply-model) and the model records it
+            (``LinearModel.threshold_shift``).
+        threshold_folds: Folds of that cross-validation (fewer when a class has fewer marks).
+        cold_start: The queries of a round without negatives (positives only, a session's first):
+            ``"nearest"`` (the unlabelled items nearest any positive, spread), ``"mean"`` (nearest the
+            positives' mean, spread) or ``"kmeans"`` (one per k-means cluster of the pool: diverse first
+            marks); see :mod:`eofusion.active.seeding` and the measurements in ``bench/RESULTS.md``.
+        cold_start_sample: Unlabelled items the ``"kmeans"`` cold start clusters at most (a seeded draw).
     """
 
     kernel: Kernel = "hellinger"
@@ -131,6 +148,10 @@ class RoundConfig:
     include_labelled_in_top: bool = False
     seed: int = 0
     chunk_rows: int = 32768
+    threshold: Threshold = "zero"
+    threshold_folds: int = 5
+    cold_start: Literal["nearest", "mean", "kmeans"] = "nearest"
+    cold_start_sample: int = 20000
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -149,6 +170,14 @@ class RoundConfig:
             raise ValueError("candidate_factor must be >= 1")
         if self.chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
+        if self.threshold not in THRESHOLDS:
+            raise ValueError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}")
+        if self.threshold_folds < 2:
+            raise ValueError("threshold_folds must be >= 2")
+        if self.cold_start not in ("nearest", "mean", "kmeans"):
+            raise ValueError(f"unknown cold start {self.cold_start!r}; expected nearest, mean or kmeans")
+        if self.cold_start_sample < 1:
+            raise ValueError("cold_start_sample must be >= 1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,14 +330,17 @@ class LinearModel:
     Attributes:
         feature_map: Map ``phi`` applied to raw descriptors.
         weights: ``(D,)`` float32 primal weight vector.
-        bias: Intercept.
+        bias: Intercept (a calibrated threshold already subtracted: predicted positive is ``score > 0``).
         n_support: Number of support vectors of the fitted SVM.
+        threshold_shift: The calibrated threshold subtracted from the SVM's intercept (0: the SVM's own
+            decision; see ``RoundConfig.threshold``).
     """
 
     feature_map: FeatureMap
     weights: F32
     bias: float
     n_support: int
+    threshold_shift: float = 0.0
 
     def score_features(self, features: F32, sq_norms: F32 | None = None, chunk_rows: int = 32768) -> F32:
         """Decision values of already mapped rows.
@@ -456,6 +488,8 @@ def model_to_bytes(model: Model) -> bytes:
     arrays: dict[str, NDArray[Any]]
     if isinstance(model, LinearModel):
         header.update(bias=float(model.bias), n_support=int(model.n_support))
+        if model.threshold_shift:  # absent in older models and in uncalibrated ones: 0
+            header["threshold_shift"] = float(model.threshold_shift)
         arrays = {"weights": model.weights}
     elif isinstance(model, RbfModel):
         header.update(bias=float(model.bias), gamma=float(model.gamma))
@@ -507,7 +541,8 @@ def model_from_bytes(data: bytes) -> Model:
                 n_support = header.get("n_support")
                 if not isinstance(n_support, int) or isinstance(n_support, bool) or n_support < 0:
                     raise ValueError(f"stored round model: bad n_support {n_support!r}")
-                return LinearModel(fmap, _array(archive, "weights", 1), _number(header, "bias"), n_support)
+                shift = _number(header, "threshold_shift") if "threshold_shift" in header else 0.0
+                return LinearModel(fmap, _array(archive, "weights", 1), _number(header, "bias"), n_support, shift)
             if kind == "rbf":
                 sv, coef = _array(archive, "support_vectors", 2), _array(archive, "dual_coef", 1)
                 if sv.shape[0] != coef.shape[0]:
@@ -569,6 +604,12 @@ def fit_model(features: F32, y: NDArray[np.bool_], config: RoundConfig, feature_
     if y.all():
         return NearestPositiveModel(feature_map=feature_map, prototypes=np.ascontiguousarray(features))
     kernel = "rbf" if config.kernel == "rbf" else "linear"
+    if kernel == "linear" and config.threshold == "cv":
+        plain = fit_model(features, y, replace(config, threshold="zero"), feature_map)
+        assert isinstance(plain, LinearModel)
+        shift = calibrate_threshold(features, y, config)
+        return LinearModel(feature_map=feature_map, weights=plain.weights, bias=plain.bias - shift,
+                           n_support=plain.n_support, threshold_shift=shift)
     if kernel == "linear":
         fast = _fit_linear_libsvm(features, y, config)
         if fast is not None:
@@ -594,6 +635,46 @@ def fit_model(features: F32, y: NDArray[np.bool_], config: RoundConfig, feature_
         bias=bias,
         gamma=float(svm._gamma),
     )
+
+
+def calibrate_threshold(features: F32, y: NDArray[np.bool_], config: RoundConfig) -> float:
+    """The decision threshold of a linear round model, from the marked items only.
+
+    The marks are split in ``config.threshold_folds`` folds stratified by label (fewer when a class has
+    fewer marks; the order inside each class is a permutation seeded by ``config.seed``, so the result
+    depends on the marks alone); each fold is scored by an SVM fitted on the other folds, and the threshold
+    is the one that maximises the balanced accuracy of those cross-validated decision values (the midpoint
+    between two consecutive values; among equal ones the one nearest 0, the SVM's own). Nothing outside the
+    marks is read: a user's session has nothing else.
+
+    Args:
+        features: ``(m, D)`` mapped features of the marked items.
+        y: ``(m,)`` True for positives.
+        config: Round configuration (``C``, ``class_weight``, ``threshold_folds``, ``seed``).
+
+    Returns:
+        The threshold (to subtract from the SVM's intercept); 0.0 with fewer than two marks of a class.
+    """
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    k = min(config.threshold_folds, pos.size, neg.size)
+    if k < 2:
+        return 0.0
+    rng = np.random.default_rng(config.seed)
+    fold = np.empty(y.size, dtype=np.intp)
+    for members in (pos, neg):
+        fold[rng.permutation(members)] = np.arange(members.size) % k
+    plain = replace(config, threshold="zero")
+    cv = np.empty(y.size, dtype=np.float64)
+    for f in range(k):
+        held = fold == f
+        model = fit_model(features[~held], y[~held], plain, FeatureMap())
+        cv[held] = model.score_features(np.ascontiguousarray(features[held]))
+    values = np.unique(cv)
+    candidates = np.concatenate([[0.0], (values[:-1] + values[1:]) / 2.0, [values[0] - 1.0, values[-1] + 1.0]])
+    above = cv[None, :] > candidates[:, None]
+    bacc = (above[:, y].mean(axis=1) + (~above[:, ~y]).mean(axis=1)) / 2.0
+    best = np.flatnonzero(bacc >= bacc.max() - 1e-12)
+    return float(candidates[best[np.argmin(np.abs(candidates[best]))]])
 
 
 def _fit_linear_libsvm(features: F32, y: NDArray[np.bool_], config: RoundConfig) -> tuple[F32, float, int] | None:
@@ -774,6 +855,36 @@ def _as_indices(values: ArrayLike | Sequence[int], n: int, what: str) -> I64:
     return idx
 
 
+def _cold_start_candidates(pool: F32 | PreparedPool, fmap: FeatureMap, positives: I64, labelled: I64,
+                           cfg: RoundConfig) -> I64:
+    """Query candidates of a round without negatives, by ``cfg.cold_start`` ``"mean"`` or ``"kmeans"``.
+
+    ``"mean"``: the ``candidate_factor * n_queries`` unlabelled items nearest the mean of the positives (mapped).
+    ``"kmeans"``: one item per k-means cluster (:func:`eofusion.active.seeding.kmeans_seeds`) of at most
+    ``cold_start_sample`` unlabelled items drawn with ``cfg.seed``, so a large pool costs a bounded k-means.
+    """
+    from eofusion.active.seeding import kmeans_seeds  # seeding builds on this module
+
+    features = pool.features if isinstance(pool, PreparedPool) else pool
+    n = features.shape[0]
+    free = np.setdiff1d(np.arange(n, dtype=np.int64), labelled)
+    if free.size == 0:
+        return free
+    if cfg.cold_start == "kmeans":
+        rng = np.random.default_rng(cfg.seed)
+        sample = np.sort(rng.choice(free, min(free.size, cfg.cold_start_sample), replace=False))
+        rows = features[sample] if isinstance(pool, PreparedPool) else fmap.transform(features[sample])
+        return sample[kmeans_seeds(rows, cfg.n_queries, cfg.seed)]
+    mapped_pos = features[positives] if isinstance(pool, PreparedPool) else fmap.transform(features[positives])
+    centre = mapped_pos.astype(np.float64).mean(axis=0)
+    d2 = np.full(n, np.inf, dtype=np.float32)
+    for sl in _chunks(n, cfg.chunk_rows):
+        block = (features[sl] if isinstance(pool, PreparedPool) else fmap.transform(features[sl])).astype(np.float64)
+        d2[sl] = ((block - centre) ** 2).sum(axis=1)
+    d2[labelled] = np.inf
+    return _smallest(d2, cfg.candidate_factor * cfg.n_queries)
+
+
 def run_round(
     pool: ArrayLike | PreparedPool,
     positives: ArrayLike | Sequence[int],
@@ -839,14 +950,18 @@ def run_round(
 
     # Query candidates: unlabelled items nearest the boundary (SVM), or nearest the positives.
     n_cand = cfg.candidate_factor * cfg.n_queries
-    if isinstance(model, NearestPositiveModel):
+    if isinstance(model, NearestPositiveModel) and cfg.cold_start != "nearest":
+        candidates = _cold_start_candidates(pool if isinstance(pool, PreparedPool) else raw, fmap, pos, labelled, cfg)
+    elif isinstance(model, NearestPositiveModel):
         candidates = _smallest(unlabelled_key, n_cand)
     else:
         uncertainty = np.abs(scores)
         uncertainty[labelled] = np.inf
         uncertainty[np.isnan(uncertainty)] = np.inf
         candidates = _smallest(uncertainty, n_cand)
-    if candidates.size:
+    if candidates.size and isinstance(model, NearestPositiveModel) and cfg.cold_start == "kmeans":
+        queries = candidates  # already one per cluster
+    elif candidates.size:
         cand_features = pool.features[candidates] if isinstance(pool, PreparedPool) else fmap.transform(raw[candidates])
         queries = candidates[select_diverse(cand_features, cfg.n_queries)]
     else:
