@@ -52,7 +52,7 @@ def test_rounds_find_the_class_and_ask_new_questions(client: httpx.Client, label
     # Of the Forest patches not marked yet (most of the full sample's 24; at most 2 of the fixture's 5), the top 10
     # holds 7 in 10 at least.
     k = min(10, sum(c == "Forest" for c in labels.values()) - r2["metrics"]["positives"])
-    assert sum(labels[i] == "Forest" for i in top[:k]) >= 0.7 * k, (k, top)
+    assert sum(labels[i] == "Forest" for i in top[:k]) >= int(0.7 * k), (k, top)
 
 
 def test_sessions_are_isolated_and_survive_a_restart(client: httpx.Client, labels: dict[str, str],

@@ -149,7 +149,11 @@ def test_annotation_page_rounds_and_accept(server: Server, archives: dict, tmp_p
             assert page.locator("#session-id").inner_text() == session
             expect(page.locator("#mark-counts")).not_to_contain_text("to send")
             top = page.eval_on_selector_all("#top-grid .tile", "els => els.map((e) => e.dataset.item)")
-            assert sum("Forest" in truth[i] for i in top[:10]) >= 6, [truth[i] for i in top[:10]]
+            # Of the Forest patches not marked yet (most of the full sample's 24; at most 3 of the fixture's 5), the
+            # top 10 holds 6 in 10 at least.
+            left = sum("Forest" in c for c in truth.values()) - 2 - sum("Forest" in truth[q] for q in queries)
+            k = min(10, left)
+            assert sum("Forest" in truth[i] for i in top[:k]) >= int(0.6 * k), [truth[i] for i in top[:10]]
 
             # Accept with the level-1 label "Forest".
             page.select_option("#label", "Forest")

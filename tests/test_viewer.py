@@ -8,6 +8,7 @@ with the CLI: geoparsed and embedded), then opens a post's popup with its per-mo
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import re
@@ -123,7 +124,11 @@ def _imagery_loaded(page: Page) -> int:
 
 def test_viewer_map_imagery_patches_and_fused_posts(posts: Ingest, server: Server, tmp_path: Path) -> None:
     report = posts.wait()
-    assert report["stored"] > 500 and report["located"] > 300 and report["embedded"] == report["stored"]
+    # Half the event's labelled posts at least (1,000 in ../shared, 423 in the fixture) are stored, 30% located.
+    with next((data_path("crisislex") / "CrisisLexT26" / EVENT).glob("*-tweets_labeled.csv")).open(
+            newline="", encoding="utf-8", errors="replace") as f:
+        n = sum(1 for _ in csv.reader(f)) - 1
+    assert report["stored"] > n / 2 and report["located"] > 0.3 * n and report["embedded"] == report["stored"]
     started = time.monotonic()
     shot = tmp_path / "viewer.png"
     with open_page(server.url + "/viewer", 1400, 900, 30_000) as opened:
