@@ -30,7 +30,7 @@ from catalog.predictions import Target, model_id, target_descriptors
 from eofusion.active import RoundConfig, prepare_pool, score_pool
 from eofusion.readers.archives import read_eurosat
 from plugins.apply import score_target
-from tests.conftest import API_KEY, EUROSAT, EUROSAT_TIME, ROOT
+from tests.conftest import API_KEY, EUROSAT, EUROSAT_PATCHES, EUROSAT_TIME, ROOT
 
 KEY = {"X-API-Key": API_KEY}
 TRAIN, TARGET = "apply-train", "apply-target"
@@ -138,8 +138,9 @@ def test_a_model_trained_on_one_collection_classifies_another(applied: dict[str,
     assert {r[0] for r in rows} == predicted  # the accepted one among them
     # Water on 10 m spectral histograms is the easy class (near 0.99 on the full dataset): a broken model,
     # or one applied to the wrong descriptors, lands near 0.5.
+    # The 50-patch fixture trains on 25 patches (5 of water): fewer positives are found there.
     accuracy = _balanced_accuracy(truth, predicted)
-    assert accuracy >= 0.8, (accuracy, sorted(predicted))
+    assert accuracy >= (0.8 if EUROSAT_PATCHES >= 200 else 0.7), (accuracy, sorted(predicted))
 
 
 def test_predictions_carry_their_provenance_everywhere(applied: dict[str, Any], session: str, client: httpx.Client,
