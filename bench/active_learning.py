@@ -106,7 +106,7 @@ def main() -> None:
     neg_all = np.flatnonzero(classes != target)
     port = 18651
     log = Path(tempfile.mkdtemp(prefix="bench-al-")) / "server.log"
-    server = subprocess.Popen([sys.executable, "-m", "eofusion.cli", "serve", "--port", str(port)], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], cwd=ROOT,
                               env={**os.environ, "EOFUSION_API_KEYS": KEY}, stdout=log.open("w"),
                               stderr=subprocess.STDOUT)
     try:

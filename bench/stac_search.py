@@ -135,7 +135,7 @@ def main() -> None:
     p = url_parts(url)
     ports = {"eofusion": 18641, "plain": 18642}
     logs = Path(tempfile.mkdtemp(prefix="bench-stac-"))
-    ours = subprocess.Popen([sys.executable, "-m", "eofusion.cli", "serve", "--port", str(ports["eofusion"])],
+    ours = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(ports["eofusion"])],
                             cwd=ROOT, stdout=(logs / "ours.log").open("w"), stderr=subprocess.STDOUT)
     plain_env = {**os.environ, "PGUSER": p["user"], "PGPASSWORD": p["password"], "PGHOST": p["host"],
                  "PGPORT": p["port"], "PGDATABASE": p["dbname"], "ENABLE_TRANSACTIONS_EXTENSIONS": "true"}

@@ -18,9 +18,6 @@ from psycopg.types.json import Jsonb
 from catalog.db import connect, use_vectors
 from eofusion.readers.tweets import Tweet
 
-#: The old name of the post type, :class:`eofusion.readers.tweets.Tweet`, for callers not renamed yet.
-TweetRecord = Tweet
-
 
 def upsert_tweets(conn: psycopg.Connection, tweets: list[Tweet], collection: str = "tweets") -> int:
     """Insert or replace tweets of a collection in one batch.

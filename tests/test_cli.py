@@ -12,7 +12,7 @@ from tests.conftest import ROOT, data_path
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eofusion.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=300)
 
 
@@ -30,7 +30,7 @@ def test_database_url_means_nothing_local_is_started(db_url: str, tmp_path: Path
 def test_status_of_a_stopped_embedded_cluster(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "EOFUSION_DATABASE_URL"}
     env["EOFUSION_DATA_DIR"] = str(tmp_path / "never-started")
-    out = subprocess.run([sys.executable, "-m", "eofusion.cli", "db", "status"], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "cli", "db", "status"], cwd=ROOT, capture_output=True,
                          text=True, env=env, timeout=120)
     assert out.returncode == 1 and "not running" in out.stdout
 

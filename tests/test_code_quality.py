@@ -14,6 +14,6 @@ def test_ruff_passes() -> None:
 
 
 def test_mypy_passes() -> None:
-    out = subprocess.run([sys.executable, "-m", "mypy", "eofusion", "catalog", "server", "plugins", "deploy"],
+    out = subprocess.run([sys.executable, "-m", "mypy", "eofusion", "catalog", "server", "plugins", "deploy", "cli"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-4000:]

@@ -53,7 +53,7 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 def _run_demo(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "eofusion.cli", "demo", *args], env={**os.environ, **env},
+    proc = subprocess.run([sys.executable, "-m", "cli", "demo", *args], env={**os.environ, **env},
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout

