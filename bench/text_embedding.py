@@ -57,6 +57,7 @@ from eofusion.social.embedding import (  # noqa: E402
     EMBEDDER_ALIASES,
     INT8_MODEL_NAME,
     MODEL_NAME,
+    MULTILINGUAL_STATIC_MODEL_NAME,
     STATIC_MODEL_NAME,
     TextEmbedder,
     _model,
@@ -117,6 +118,8 @@ def throughput(sample: list[str], threads: list[int]) -> None:
 
 def vectors(name: str, texts: list[str], cache: Path) -> np.ndarray:
     """Vectors of ``texts`` by one embedder, cached by a hash of the texts."""
+    if name in (STATIC_MODEL_NAME, MULTILINGUAL_STATIC_MODEL_NAME):  # seconds, and the table may change: no cache
+        return TextEmbedder(name).embed(texts)
     key = hashlib.sha1("\x00".join(texts).encode()).hexdigest()[:16]
     # The float file is named as bench/late_fusion.py names it, so either script reuses the other's.
     batch = TextEmbedder(name).batch  # int8 vectors depend on the batch size
