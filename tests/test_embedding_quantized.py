@@ -12,9 +12,11 @@ from catalog.tweets import embed_collection, ingest_tweets, recorded_embedder
 from eofusion.readers.tweets import IngestReport, Tweet, read_crisislex
 from eofusion.social.embedding import (
     DEFAULT_MODEL,
+    E5_MODEL_NAME,
     INT8_MAX_SEQ_LENGTH,
     INT8_MODEL_NAME,
     MODEL_NAME,
+    MULTILINGUAL_STATIC_MODEL_NAME,
     STATIC_MODEL_NAME,
     TextEmbedder,
     UnknownEmbedderError,
@@ -96,7 +98,8 @@ def test_the_int8_model_is_quantized_and_keeps_posts_whole() -> None:
 
 
 def test_registry_names_and_unknown_embedders() -> None:
-    assert set(embedder_names()) == {MODEL_NAME, INT8_MODEL_NAME, STATIC_MODEL_NAME}
+    assert set(embedder_names()) == {MODEL_NAME, INT8_MODEL_NAME, STATIC_MODEL_NAME, E5_MODEL_NAME,
+                                     MULTILINGUAL_STATIC_MODEL_NAME}
     assert DEFAULT_MODEL == INT8_MODEL_NAME
     assert TextEmbedder().name == INT8_MODEL_NAME and get_embedder(MODEL_NAME).name == MODEL_NAME
     with pytest.raises(UnknownEmbedderError, match="no text embedder named"):
