@@ -9,27 +9,15 @@ CREATE OR REPLACE FUNCTION eofusion.repair_derived_data() RETURNS jsonb LANGUAGE
 DECLARE
     counts jsonb := '{}'::jsonb;
     n bigint;
+    t text;
 BEGIN
-    DELETE FROM eofusion.descriptors d
-    WHERE NOT EXISTS (SELECT 1 FROM pgstac.items i WHERE i.collection = d.collection AND i.id = d.item_id);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    counts := counts || jsonb_build_object('descriptors', n);
-    DELETE FROM eofusion.hash_codes d
-    WHERE NOT EXISTS (SELECT 1 FROM pgstac.items i WHERE i.collection = d.collection AND i.id = d.item_id);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    counts := counts || jsonb_build_object('hash_codes', n);
-    DELETE FROM eofusion.text2patch_embeddings d
-    WHERE NOT EXISTS (SELECT 1 FROM pgstac.items i WHERE i.collection = d.collection AND i.id = d.item_id);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    counts := counts || jsonb_build_object('text2patch_embeddings', n);
-    DELETE FROM eofusion.ground_truth d
-    WHERE NOT EXISTS (SELECT 1 FROM pgstac.items i WHERE i.collection = d.collection AND i.id = d.item_id);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    counts := counts || jsonb_build_object('ground_truth', n);
-    DELETE FROM eofusion.feedback d
-    WHERE NOT EXISTS (SELECT 1 FROM pgstac.items i WHERE i.collection = d.collection AND i.id = d.item_id);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    counts := counts || jsonb_build_object('feedback', n);
+    -- Tables keyed by (collection, item_id) whose rows exist for an item only.
+    FOREACH t IN ARRAY ARRAY['descriptors', 'hash_codes', 'text2patch_embeddings', 'ground_truth', 'feedback'] LOOP
+        EXECUTE format('DELETE FROM eofusion.%I d WHERE NOT EXISTS (SELECT 1 FROM pgstac.items i '
+                       'WHERE i.collection = d.collection AND i.id = d.item_id)', t);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        counts := counts || jsonb_build_object(t, n);
+    END LOOP;
     -- Annotation items are named <collection>.<item>.L<label id> (catalog.annotations.annotation_item_id).
     WITH gone AS (DELETE FROM eofusion.annotations a
                   WHERE NOT EXISTS (SELECT 1 FROM pgstac.items i WHERE i.collection = a.collection AND i.id = a.item_id)
